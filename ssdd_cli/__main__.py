@@ -1,0 +1,5 @@
+"""``python -m ssdd_cli``."""
+
+from .cli import app
+
+app()

@@ -1,0 +1,59 @@
+"""Device and precision policy: the only place that picks devices."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from .errors import DeviceError
+
+
+def resolve_device(spec: str | None = "auto") -> torch.device:
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a ``torch.device``.
+
+    ``auto`` picks CUDA when it is available and the CPU otherwise. An explicit CUDA request on a
+    machine without CUDA raises :class:`DeviceError` rather than silently falling back.
+    """
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError as exc:
+        raise DeviceError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {spec!r} requested but CUDA is not available; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+    elif dev.type != "cpu":
+        raise DeviceError(f"unsupported device {spec!r}; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[object]:
+    """Mixed-precision context: bf16 on CPU (AMX units), bf16 on CUDA; a no-op when disabled."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued work on ``device`` (for honest timings)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put ``module`` in eval mode for the block and restore its previous mode afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)

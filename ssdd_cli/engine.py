@@ -1,0 +1,216 @@
+"""The one training loop of ssdd, with its optimizer and schedule factories.
+
+Every trainer (Barlow Twins teacher, KRR-ST and Boost distillation, pool warm-up, pretraining on a
+distilled set, linear probe, approximation networks) calls :func:`fit` with a ``step`` function
+that returns the loss of one step; nothing here is specific to any method.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+
+from .errors import ConfigError
+from .reporting import NullReporter, ProgressReporter
+
+Params = Iterable[torch.nn.Parameter] | Iterable[dict[str, object]]
+
+
+class LARS(Optimizer):
+    """SGD with momentum and layer-wise adaptive rate scaling (You et al. 2017), solo-learn style.
+
+    Parameters with one dimension (biases, BatchNorm) skip both the adaptive scaling and weight
+    decay. With ``clip_lr`` the trust ratio is capped at 1 (the local lr never exceeds the global).
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 0.02,
+        clip_lr: bool = True,
+        eps: float = 1e-8,
+    ) -> None:
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, clip_lr=clip_lr, eps=eps)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
+        """Perform one update."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if p.ndim > 1:
+                    if group["weight_decay"]:
+                        grad = grad.add(p, alpha=group["weight_decay"])
+                    p_norm, g_norm = torch.norm(p), torch.norm(grad)
+                    trust = torch.where(
+                        (p_norm > 0) & (g_norm > 0),
+                        group["eta"] * p_norm / (g_norm + group["eps"]),
+                        torch.ones_like(p_norm),
+                    )
+                    if group["clip_lr"]:
+                        trust = trust.clamp(max=1.0)
+                    grad = grad * trust
+                state = self.state[p]
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = grad.clone()
+                else:
+                    buf.mul_(group["momentum"]).add_(grad)
+                p.add_(buf, alpha=-group["lr"])
+
+
+def make_optimizer(
+    name: str,
+    params: Params,
+    lr: float,
+    *,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+) -> Optimizer:
+    """Build ``sgd``, ``adam``, ``adamw`` or ``lars`` (the single optimizer factory)."""
+    name = name.lower()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "lars":
+        return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ConfigError(f"unknown optimizer {name!r}; use sgd, adam, adamw or lars")
+
+
+def make_schedule(
+    optimizer: Optimizer,
+    kind: str,
+    num_steps: int,
+    *,
+    warmup_steps: int = 0,
+    final_factor: float = 0.0,
+) -> LRScheduler:
+    """Per-step learning-rate multiplier: ``constant``, ``linear`` or ``cosine`` (after a linear warm-up).
+
+    ``linear`` goes from 1 to ``final_factor`` over ``num_steps`` (KRR-ST's LinearLR 1 → 1e-3);
+    ``cosine`` anneals from 1 to ``final_factor``.
+    """
+    kind = kind.lower()
+    if kind not in ("constant", "linear", "cosine"):
+        raise ConfigError(f"unknown schedule {kind!r}; use constant, linear or cosine")
+
+    def factor(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return max(step, 1e-4) / warmup_steps
+        if kind == "constant":
+            return 1.0
+        span = max(num_steps - warmup_steps, 1)
+        t = min(max(step - warmup_steps, 0) / span, 1.0)
+        if kind == "linear":
+            return 1.0 + (final_factor - 1.0) * t
+        return final_factor + (1 - final_factor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return LambdaLR(optimizer, factor)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the loss history (every ``log_every`` steps) and the wall time."""
+
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+    @property
+    def final_loss(self) -> float:
+        """The last recorded loss (NaN when nothing was recorded)."""
+        return self.losses[-1] if self.losses else float("nan")
+
+
+StepFn = Callable[[int], torch.Tensor | tuple[torch.Tensor, dict[str, float]]]
+
+
+def fit(
+    step: StepFn,
+    optimizer: Optimizer,
+    num_steps: int,
+    *,
+    scheduler: LRScheduler | None = None,
+    after_step: Callable[[int], None] | None = None,
+    grad_clip: float = 0.0,
+    params_to_clip: Iterable[torch.Tensor] | None = None,
+    reporter: ProgressReporter | None = None,
+    name: str = "train",
+    log_every: int = 10,
+    max_seconds: float | None = None,
+    start_step: int = 0,
+) -> FitResult:
+    """Run ``num_steps`` optimisation steps.
+
+    Each step: zero the gradients, ``loss = step(i)`` (optionally with extra metrics), backward,
+    optional gradient-norm clipping, optimizer and scheduler step, then ``after_step(i)``.
+
+    Args:
+        step: computes the loss of step ``i`` (a scalar tensor with grad), or ``(loss, metrics)``.
+        optimizer: the optimizer over the trained tensors.
+        num_steps: number of steps to run.
+        scheduler: stepped once per step.
+        after_step: called after the update (e.g. the model pool's online update).
+        grad_clip: clip the global gradient norm to this value (0 = off).
+        params_to_clip: tensors to clip (default: every parameter of the optimizer).
+        reporter: progress sink (default: silent).
+        name: progress-bar label.
+        log_every: how often the loss is read back (a device sync) and recorded.
+        max_seconds: stop early after this wall time (the run keeps what it learnt).
+        start_step: index of the first step (for resumed runs).
+
+    Raises:
+        FloatingPointError: the loss became NaN or infinite.
+    """
+    reporter = reporter or NullReporter()
+    clip_params = list(params_to_clip) if params_to_clip is not None else [
+        p for g in optimizer.param_groups for p in g["params"]
+    ]
+    result = FitResult()
+    reported = start_step
+    t0 = time.perf_counter()
+    reporter.start(name, num_steps)
+    try:
+        for i in range(start_step, start_step + num_steps):
+            optimizer.zero_grad(set_to_none=True)
+            out = step(i)
+            loss, metrics = out if isinstance(out, tuple) else (out, {})
+            loss.backward()
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(clip_params, grad_clip)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            if after_step is not None:
+                after_step(i)
+            result.steps += 1
+            if (i + 1) % log_every == 0 or i == start_step + num_steps - 1:
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"{name}: loss became {value} at step {i + 1}")
+                result.losses.append(value)
+                reporter.advance(i + 1 - reported, loss=value, **metrics)
+                reported = i + 1
+            if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                result.stopped_early = True
+                break
+    finally:
+        reporter.stop()
+    result.seconds = time.perf_counter() - t0
+    return result

@@ -1,0 +1,151 @@
+"""Initialisation of distilled sets from real data (method.md §5.1, §6.2, §6.3)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from .. import augment
+from ..config import DistillConfig
+from ..storage import BoostSize
+from ..teacher import Teacher
+from .pca import pca
+from .synthetic import ApproxNet, SyntheticSet
+
+log = logging.getLogger(__name__)
+
+
+def real_subset(images: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tensor:
+    """Indices of ``count`` distinct random training images."""
+    if count > images.shape[0]:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"asked for {count} images but the dataset has only {images.shape[0]}")
+    return torch.randperm(images.shape[0], generator=gen)[:count]
+
+
+def view_targets(teacher: Teacher, raw: torch.Tensor, views: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Teacher representations of each predefined view of raw images ``(m, C, H, W)`` in [0, 1]."""
+    return {v: teacher.represent(augment.apply_view(raw, v)) for v in views}
+
+
+def init_pixels(
+    raw: torch.Tensor, teacher: Teacher, config: DistillConfig, mean: tuple[float, ...], std: tuple[float, ...]
+) -> SyntheticSet:
+    """KRR-ST initialisation: the images themselves and their teacher targets (one per view)."""
+    reps = view_targets(teacher, raw, config.views)
+    images = raw if config.raw_space else augment.normalize(raw, mean, std)
+    return SyntheticSet(
+        views=config.views, image_size=raw.shape[-1], channels=raw.shape[1], images=images,
+        targets=reps["identity"], view_coeffs={v: reps[v] for v in config.views[1:]},
+    )
+
+
+def _downsampled(images: torch.Tensor, side: int, mean: tuple[float, ...], std: tuple[float, ...],
+                 chunk: int = 4096) -> Iterator[torch.Tensor]:
+    for i in range(0, images.shape[0], chunk):
+        x = augment.normalize(augment.to_float(images[i : i + chunk]), mean, std)
+        if side != x.shape[-1]:
+            x = F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+        yield x.flatten(1)
+
+
+def init_bases(
+    train_images: torch.Tensor,
+    train_reprs: torch.Tensor,
+    chosen: torch.Tensor,
+    teacher: Teacher,
+    size: BoostSize,
+    config: DistillConfig,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    gen: torch.Generator,
+) -> tuple[SyntheticSet, dict[str, float]]:
+    """Boost initialisation: PCA bases of images and representations, coefficients of ``m`` real images.
+
+    Args:
+        train_images: uint8 training images ``(n, C, H, W)``.
+        train_reprs: teacher representations of every training image ``(n, D)``.
+        chosen: indices of the ``m`` images whose projections become the coefficients.
+        teacher: the teacher (for the rotated views' targets).
+        size: ``m, U, V, k`` and the basis side.
+        config: distillation config (views, init).
+        mean, std: source normalisation.
+        gen: generator for the random-init ablation.
+
+    Returns:
+        The set and diagnostics (explained variance of both bases).
+    """
+    c, s = train_images.shape[1], train_images.shape[-1]
+    side, u, v = size.basis_size, size.image_rank, size.repr_rank
+    p, d = c * side * side, train_reprs.shape[1]
+    raw = augment.to_float(train_images[chosen])
+    small = next(_downsampled(train_images[chosen], side, mean, std, chunk=len(chosen)))  # (m, P)
+    reps = view_targets(teacher, raw, config.views)
+    if config.init == "random":
+        mu_x = torch.zeros(p)
+        b_x = torch.linalg.qr(torch.randn(p, u, generator=gen))[0].T.contiguous()
+        mu_y = train_reprs.mean(0)
+        b_y = torch.linalg.qr(torch.randn(d, v, generator=gen))[0].T.contiguous()
+        stats = {"image_explained": float("nan"), "repr_explained": float("nan")}
+    else:
+        mu_x, b_x, ev_x = pca(lambda: _downsampled(train_images, side, mean, std), u, dim=p)
+        mu_y, b_y, ev_y = pca(lambda: iter(train_reprs.split(8192)), v, dim=d)
+        tot_x = sum(float(((x - mu_x) ** 2).sum()) for x in _downsampled(train_images, side, mean, std))
+        tot_x /= train_images.shape[0] - 1
+        tot_y = float(train_reprs.var(0).sum())
+        stats = {"image_explained": float(ev_x.sum()) / tot_x, "repr_explained": float(ev_y.sum()) / tot_y}
+    c_x = (small - mu_x) @ b_x.T  # (m, U)
+    coeffs = {view: (reps[view] - mu_y) @ b_y.T for view in config.views}  # (m, V) each
+    del s
+    synth = SyntheticSet(
+        views=config.views, image_size=train_images.shape[-1], channels=c,
+        image_basis=(mu_x, b_x, c_x) if config.bases else None,
+        images=None if config.bases else augment.normalize(raw, mean, std),
+        repr_basis=(mu_y, b_y, coeffs["identity"]),
+        view_coeffs={view: coeffs[view] for view in config.views[1:]},
+        basis_size=side, freeze_means=config.freeze_means,
+    )
+    return synth, stats
+
+
+def fit_approx_networks(
+    synth: SyntheticSet, hidden: int, steps: int, lr: float, seed: int
+) -> tuple[SyntheticSet, dict[str, dict[str, float]]]:
+    """Fit one approximation network per non-identity view after distillation (method.md §6.4).
+
+    Each ``h_a`` learns the coefficient shift ``Δ^a = C^a − C`` from ``C`` (MSE, Adam, full batch).
+    The fit is reported as the relative error ``‖h_a(C) − Δ^a‖² / ‖Δ^a‖²`` (1.0 = no better than
+    predicting no shift).
+
+    Returns:
+        A new set whose views use the networks (their stored coefficients dropped) and the fit.
+    """
+    from ..engine import fit, make_optimizer
+    from ..losses import mse
+    from ..rng import derive_seed
+
+    base = synth.identity_coeffs().detach()
+    nets: dict[str, ApproxNet] = {}
+    report: dict[str, dict[str, float]] = {}
+    for view in synth.views[1:]:
+        target = (synth.coeffs(view).detach() - base)  # (m, c)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, f"approx-{view}"))
+            net = ApproxNet(base.shape[1], hidden).to(base.device)
+        opt = make_optimizer("adam", net.parameters(), lr)
+        fit(lambda _: mse(net(base), target), opt, steps, log_every=max(steps, 1))
+        with torch.no_grad():
+            err = float((net(base) - target).pow(2).sum() / target.pow(2).sum().clamp(min=1e-12))
+        nets[view] = net.cpu()
+        report[view] = {"relative_error": err, "shift_norm": float(target.norm() / base.norm().clamp(min=1e-12))}
+    tensors = {k: v for k, v in synth.stored_tensors().items() if not k.startswith(("view_coeffs.", "view_targets."))}
+    for view, net in nets.items():
+        for name, t in net.state_dict().items():
+            tensors[f"approx.{view}.{name}"] = t
+    rebuilt = SyntheticSet.from_tensors(tensors, views=list(synth.views), image_size=synth.image_size,
+                                        channels=synth.channels, basis_size=synth.basis_size)
+    return rebuilt, report

@@ -1,0 +1,191 @@
+"""The distilled set as a differentiable module: pixels or bases, one target set per view.
+
+One class covers every method and ablation (method.md §5.1, §6.2–6.4):
+
+* images: pixels ``X (m, C, H, W)`` (KRR-ST) or bases ``x_i = Up(μ_x + C_x[i] B_x)`` (Boost);
+* targets: pixels ``Y (m, D)`` or bases ``y_i = μ_y + C_y[i] B_y``;
+* views: the identity plus predefined transforms; each non-identity view ``a`` has its own target
+  coefficients ``C^a`` during distillation, replaced after distillation by an approximation network
+  ``C^a ≈ C + h_a(C)`` (or kept, in the no-approximation ablation).
+
+:meth:`SyntheticSet.support` returns the ``|A|·m`` (image, target) pairs the inner KRR and the pool
+are trained on; ``expand`` calls the same method on a set rebuilt from a bundle, so what is
+expanded is exactly what was distilled.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..augment import apply_view
+
+
+class ApproxNet(nn.Sequential):
+    """Approximation network ``h_a: R^c → R^c`` = ``Linear(c, k) → ReLU → Linear(k, c)`` (§6.4)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+
+
+def _key(view: str) -> str:
+    return view.replace("+", "_plus_")
+
+
+class SyntheticSet(nn.Module):
+    """Learnable distilled set (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        views: tuple[str, ...],
+        image_size: int,
+        channels: int,
+        images: torch.Tensor | None = None,
+        image_basis: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        targets: torch.Tensor | None = None,
+        repr_basis: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        view_coeffs: dict[str, torch.Tensor] | None = None,
+        approx: dict[str, ApproxNet] | None = None,
+        basis_size: int | None = None,
+        freeze_means: bool = False,
+    ) -> None:
+        """Build from tensors.
+
+        Args:
+            views: view names, identity first.
+            image_size: full image side ``H = W``.
+            channels: ``C``.
+            images: pixel images ``(m, C, H, W)`` (exclusive with ``image_basis``).
+            image_basis: ``(mean (P,), basis (U, P), coeffs (m, U))``.
+            targets: pixel targets ``(m, D)`` (exclusive with ``repr_basis``).
+            repr_basis: ``(mean (D,), basis (V, D), coeffs (m, V))``.
+            view_coeffs: per non-identity view, its own coefficients/targets ``(m, c)``.
+            approx: per non-identity view, an approximation network (instead of ``view_coeffs``).
+            basis_size: side ``b`` of the image bases.
+            freeze_means: keep ``μ_x``, ``μ_y`` fixed.
+        """
+        super().__init__()
+        self.views = tuple(views)
+        self.image_size, self.channels = image_size, channels
+        self.basis_size = basis_size or image_size
+        if (images is None) == (image_basis is None):
+            raise ValueError("give exactly one of images / image_basis")
+        if (targets is None) == (repr_basis is None):
+            raise ValueError("give exactly one of targets / repr_basis")
+        self.images = nn.Parameter(images.clone()) if images is not None else None
+        if image_basis is not None:
+            mean, basis, coeffs = image_basis
+            self.image_mean = nn.Parameter(mean.clone(), requires_grad=not freeze_means)
+            self.image_basis = nn.Parameter(basis.clone())
+            self.image_coeffs = nn.Parameter(coeffs.clone())
+        self.targets = nn.Parameter(targets.clone()) if targets is not None else None
+        if repr_basis is not None:
+            mean, basis, coeffs = repr_basis
+            self.repr_mean = nn.Parameter(mean.clone(), requires_grad=not freeze_means)
+            self.repr_basis = nn.Parameter(basis.clone())
+            self.repr_coeffs = nn.Parameter(coeffs.clone())
+        self.view_coeffs = nn.ParameterDict({_key(v): nn.Parameter(c.clone()) for v, c in (view_coeffs or {}).items()})
+        self.approx = nn.ModuleDict({_key(v): net for v, net in (approx or {}).items()})
+        for view in self.views[1:]:
+            if _key(view) not in self.view_coeffs and _key(view) not in self.approx:
+                raise ValueError(f"view {view!r} needs coefficients or an approximation network")
+
+    # -- sizes --------------------------------------------------------------------------------
+    @property
+    def has_image_basis(self) -> bool:
+        """Images stored as bases and coefficients."""
+        return self.images is None
+
+    @property
+    def has_repr_basis(self) -> bool:
+        """Targets stored as bases and coefficients."""
+        return self.targets is None
+
+    @property
+    def num_images(self) -> int:
+        """``m``."""
+        return int(self.image_coeffs.shape[0] if self.has_image_basis else self.images.shape[0])  # type: ignore[union-attr]
+
+    # -- decoding -----------------------------------------------------------------------------
+    def decode_images(self) -> torch.Tensor:
+        """Identity-view images ``(m, C, H, W)`` in the stored space (normalised by default)."""
+        if not self.has_image_basis:
+            return self.images  # type: ignore[return-value]
+        flat = self.image_mean + self.image_coeffs @ self.image_basis  # (m, P)
+        small = flat.view(-1, self.channels, self.basis_size, self.basis_size)
+        if self.basis_size == self.image_size:
+            return small
+        return F.interpolate(small, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+
+    def identity_coeffs(self) -> torch.Tensor:
+        """Identity-view target coefficients ``(m, c)`` (``c = V`` or ``D``)."""
+        return self.repr_coeffs if self.has_repr_basis else self.targets  # type: ignore[return-value]
+
+    def coeffs(self, view: str) -> torch.Tensor:
+        """Target coefficients of ``view``: stored, or identity + approximation-network shift."""
+        base = self.identity_coeffs()
+        if view == "identity":
+            return base
+        key = _key(view)
+        if key in self.approx:
+            return base + self.approx[key](base)
+        return self.view_coeffs[key]
+
+    def decode_targets(self, coeffs: torch.Tensor) -> torch.Tensor:
+        """Targets ``(n, D)`` from coefficients."""
+        if not self.has_repr_basis:
+            return coeffs
+        return self.repr_mean + coeffs @ self.repr_basis
+
+    def support(self, views: tuple[str, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """All (image, target) pairs, view-major: ``(|A|·m, C, H, W)`` and ``(|A|·m, D)``."""
+        views = views or self.views
+        base = self.decode_images()
+        xs = [apply_view(base, v) for v in views]
+        ys = [self.decode_targets(self.coeffs(v)) for v in views]
+        return torch.cat(xs), torch.cat(ys)
+
+    # -- storage ------------------------------------------------------------------------------
+    def stored_tensors(self) -> dict[str, torch.Tensor]:
+        """The float tensors a bundle stores (keys of ``bundle.py``)."""
+        out: dict[str, torch.Tensor] = {}
+        if self.has_image_basis:
+            out.update(image_basis=self.image_basis, image_mean=self.image_mean, image_coeffs=self.image_coeffs)
+        else:
+            out["images"] = self.images  # type: ignore[assignment]
+        if self.has_repr_basis:
+            out.update(repr_basis=self.repr_basis, repr_mean=self.repr_mean, repr_coeffs=self.repr_coeffs)
+        else:
+            out["targets"] = self.targets  # type: ignore[assignment]
+        for view in self.views[1:]:
+            key = _key(view)
+            if key in self.approx:
+                for name, t in self.approx[key].state_dict().items():
+                    out[f"approx.{view}.{name}"] = t
+            else:
+                prefix = "view_coeffs." if self.has_repr_basis else "view_targets."
+                out[prefix + view] = self.view_coeffs[key]
+        return {k: v.detach().float().cpu() for k, v in out.items()}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], *, views: list[str], image_size: int, channels: int,
+                     basis_size: int | None = None) -> "SyntheticSet":
+        """Rebuild a set from bundle tensors (inverse of :meth:`stored_tensors`)."""
+        approx: dict[str, ApproxNet] = {}
+        stored: dict[str, torch.Tensor] = {}
+        for view in views[1:]:
+            w0 = tensors.get(f"approx.{view}.0.weight")
+            if w0 is not None:
+                net = ApproxNet(w0.shape[1], w0.shape[0])
+                net.load_state_dict({n: tensors[f"approx.{view}.{n}"] for n in ("0.weight", "0.bias", "2.weight", "2.bias")})
+                approx[view] = net
+            else:
+                stored[view] = tensors.get(f"view_coeffs.{view}", tensors.get(f"view_targets.{view}"))  # type: ignore[assignment]
+        ib = (tensors["image_mean"], tensors["image_basis"], tensors["image_coeffs"]) if "image_basis" in tensors else None
+        rb = (tensors["repr_mean"], tensors["repr_basis"], tensors["repr_coeffs"]) if "repr_basis" in tensors else None
+        return cls(views=tuple(views), image_size=image_size, channels=channels,
+                   images=tensors.get("images") if ib is None else None, image_basis=ib,
+                   targets=tensors.get("targets") if rb is None else None, repr_basis=rb,
+                   view_coeffs=stored, approx=approx, basis_size=basis_size)

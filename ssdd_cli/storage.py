@@ -1,0 +1,229 @@
+"""Storage accounting (method.md §6.6): one rule for every method, the distiller and ``inspect``.
+
+Every stored floating-point number counts; the cost in *image-equivalents* is that count divided
+by the floats in one full-resolution image ``C·H·W``. For the pixel methods (KRR-ST and the random
+baseline), as in the papers, the budget counts only the images: ``cost = m`` (their targets are
+listed but not charged). Integer metadata (shapes, the view list, normalisation) is free.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+PIXEL_METHODS = ("krr_st", "random")
+
+#: tensor-key prefix → display group
+_GROUPS = (
+    ("image_basis", "bases"),
+    ("repr_basis", "bases"),
+    ("image_mean", "means"),
+    ("repr_mean", "means"),
+    ("image_coeffs", "coefficients"),
+    ("repr_coeffs", "coefficients"),
+    ("view_coeffs.", "coefficients"),
+    ("view_targets.", "targets"),
+    ("approx.", "networks"),
+    ("images", "images"),
+    ("targets", "targets"),
+)
+
+
+def group_of(key: str) -> str:
+    """Display group of a bundle tensor key (``bases``, ``means``, ``coefficients``, ...)."""
+    for prefix, group in _GROUPS:
+        if key == prefix or (prefix.endswith(".") and key.startswith(prefix)):
+            return group
+    return "other"
+
+
+@dataclass(frozen=True)
+class StorageReport:
+    """Float counts per stored tensor and the budget cost in image-equivalents."""
+
+    floats: dict[str, int]
+    image_numel: int
+    method: str
+    num_images: int
+    groups: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_floats(self) -> int:
+        """Every stored float."""
+        return sum(self.floats.values())
+
+    @property
+    def image_equivalents(self) -> float:
+        """All stored floats in full-resolution image-equivalents."""
+        return self.total_floats / self.image_numel
+
+    @property
+    def cost(self) -> float:
+        """What the budget is charged: ``m`` for pixel methods, all floats otherwise."""
+        if self.method in PIXEL_METHODS:
+            return float(self.num_images)
+        return self.image_equivalents
+
+    def fits(self, budget: float) -> bool:
+        """Whether the cost is within ``budget`` image-equivalents (with float slack)."""
+        return self.cost <= budget + 1e-9
+
+    def table(self) -> list[tuple[str, str, int, float]]:
+        """Rows ``(key, shape-free group, floats, image-eq.)`` in a stable order."""
+        return [(k, group_of(k), n, n / self.image_numel) for k, n in self.floats.items()]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready summary."""
+        return {
+            "method": self.method,
+            "image_numel": self.image_numel,
+            "num_images": self.num_images,
+            "floats": dict(self.floats),
+            "groups": dict(self.groups),
+            "total_floats": self.total_floats,
+            "image_equivalents": round(self.image_equivalents, 4),
+            "cost": round(self.cost, 4),
+        }
+
+    def describe(self) -> str:
+        """One line per group, for logs and error messages."""
+        parts = [f"{g} {n:,} ({n / self.image_numel:.2f})" for g, n in self.groups.items() if n]
+        return f"{self.total_floats:,} floats = {self.image_equivalents:.2f} image-eq. [" + ", ".join(parts) + "]"
+
+
+def storage_report(
+    shapes: Mapping[str, Sequence[int]],
+    *,
+    image_shape: Sequence[int],
+    method: str,
+    num_images: int,
+) -> StorageReport:
+    """Count the floats of every stored tensor (given by shape, so plans and bundles share it).
+
+    Args:
+        shapes: tensor key → shape of every *float* tensor that is (or would be) stored.
+        image_shape: ``(C, H, W)`` of one full-resolution image.
+        method: registry key of the method (``krr_st``, ``boost``, ``random``).
+        num_images: number of stored distilled images ``m``.
+    """
+    floats = {k: int(math.prod(s)) for k, s in shapes.items()}
+    groups: dict[str, int] = {}
+    for key, n in floats.items():
+        groups[group_of(key)] = groups.get(group_of(key), 0) + n
+    return StorageReport(floats, int(math.prod(image_shape)), method, num_images, groups)
+
+
+@dataclass(frozen=True)
+class BoostSize:
+    """Sizes of a basis-parameterised set: images ``m``, ranks ``U``/``V``, hidden ``k``."""
+
+    num_images: int
+    image_rank: int
+    repr_rank: int
+    approx_hidden: int
+    basis_size: int
+
+
+def boost_shapes(
+    size: BoostSize,
+    *,
+    channels: int,
+    repr_dim: int,
+    views: Sequence[str],
+    bases: bool = True,
+    approx: bool = True,
+    image_size: int,
+) -> dict[str, tuple[int, ...]]:
+    """The float tensors a Boost-style bundle stores, by key and shape (mirrors ``bundle.py``)."""
+    m, k = size.num_images, size.approx_hidden
+    shapes: dict[str, tuple[int, ...]] = {}
+    if bases:
+        p = channels * size.basis_size * size.basis_size
+        shapes["image_basis"] = (size.image_rank, p)
+        shapes["image_mean"] = (p,)
+        shapes["image_coeffs"] = (m, size.image_rank)
+        shapes["repr_basis"] = (size.repr_rank, repr_dim)
+        shapes["repr_mean"] = (repr_dim,)
+        shapes["repr_coeffs"] = (m, size.repr_rank)
+        coef = size.repr_rank
+    else:
+        shapes["images"] = (m, channels, image_size, image_size)
+        shapes["targets"] = (m, repr_dim)
+        coef = repr_dim
+    for view in views[1:]:
+        if approx:
+            shapes[f"approx.{view}.0.weight"] = (k, coef)
+            shapes[f"approx.{view}.0.bias"] = (k,)
+            shapes[f"approx.{view}.2.weight"] = (coef, k)
+            shapes[f"approx.{view}.2.bias"] = (coef,)
+        else:
+            shapes[f"view_coeffs.{view}" if bases else f"view_targets.{view}"] = (m, coef)
+    return shapes
+
+
+def auto_size(
+    budget: int,
+    *,
+    channels: int,
+    image_size: int,
+    repr_dim: int,
+    views: Sequence[str],
+    bases: bool = True,
+    approx: bool = True,
+    basis_size: int | None = None,
+    approx_hidden: int = 4,
+    num_images: int | None = None,
+    image_rank: int | None = None,
+    repr_rank: int | None = None,
+) -> BoostSize:
+    """Choose ``m, U, V`` for a budget of ``N`` image-equivalents (method.md §6.6 rule).
+
+    Defaults: basis side ``H/2``, ``k = 4``, ``U = min(2N, P)``, ``V = min(2N, D)``, then ``m`` =
+    the largest count that fits the rest, capped at ``N`` while neither rank cap binds. Explicit
+    values are kept; a configuration over budget raises :class:`ConfigError` with the breakdown.
+    """
+    if budget <= 0:
+        raise ConfigError(f"--budget must be a positive number of image-equivalents, got {budget}")
+    side = basis_size or max(image_size // 2, 1)
+    if side > image_size:
+        raise ConfigError(f"--basis-size {side} exceeds the image size {image_size}")
+    p = channels * side * side
+    u = image_rank if image_rank is not None else min(2 * budget, p)
+    v = repr_rank if repr_rank is not None else min(2 * budget, repr_dim)
+    if bases and (u > p or v > repr_dim or u < 1 or v < 1):
+        raise ConfigError(
+            f"ranks out of range: --image-rank {u} must be in [1, {p}] and --repr-rank {v} in [1, {repr_dim}]"
+        )
+
+    def report(m: int) -> StorageReport:
+        shapes = boost_shapes(
+            BoostSize(m, u, v, approx_hidden, side), channels=channels, repr_dim=repr_dim,
+            views=views, bases=bases, approx=approx, image_size=image_size,
+        )
+        return storage_report(shapes, image_shape=(channels, image_size, image_size), method="boost", num_images=m)
+
+    if num_images is not None:
+        rep = report(num_images)
+        if not rep.fits(budget):
+            raise ConfigError(
+                f"m={num_images}, U={u}, V={v} cost {rep.cost:.2f} image-eq. > --budget {budget}: "
+                f"{rep.describe()}; lower --num-images/--image-rank/--repr-rank or raise --budget"
+            )
+        return BoostSize(num_images, u, v, approx_hidden, side)
+    fixed = report(0)
+    if not fixed.fits(budget):
+        raise ConfigError(
+            f"the bases alone cost {fixed.cost:.2f} image-eq. > --budget {budget}: {fixed.describe()}; "
+            "lower --image-rank/--repr-rank or --basis-size"
+        )
+    per_image = report(1).total_floats - fixed.total_floats
+    room = budget * fixed.image_numel - fixed.total_floats
+    m = int(room // per_image)
+    if bases and u >= 2 * budget and v >= 2 * budget:
+        m = min(m, budget)  # rank caps not binding: keep m = N (the reference configuration)
+    if m < 1:
+        raise ConfigError(f"--budget {budget} leaves no room for a single image after {fixed.describe()}")
+    return BoostSize(m, u, v, approx_hidden, side)
