@@ -15,7 +15,10 @@ def __getattr__(name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(name)
     import importlib
+    import importlib.util
 
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:  # a submodule: let `from . import x` load it
+        raise AttributeError(name)
     api = importlib.import_module(f"{__name__}.api")
     try:
         return getattr(api, name)

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .errors import BundleError
+from .errors import BundleError, OutputError
 from .paths import atomic_file, check_output
 
 FORMAT_VERSION = 1
@@ -90,8 +90,11 @@ def _write(path: Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, s
 
     check_output(path, overwrite)
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    with atomic_file(path) as tmp:
-        save_file(clean, str(tmp), metadata=dict(meta))
+    try:
+        with atomic_file(path) as tmp:
+            save_file(clean, str(tmp), metadata=dict(meta))
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}; check free space and permissions") from exc
 
 
 def _encode(meta: Mapping[str, Any]) -> dict[str, str]:

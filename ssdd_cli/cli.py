@@ -248,6 +248,7 @@ def distill(
     repr_rank: Annotated[Optional[int], typer.Option("--repr-rank", "-V", help="Representation bases V.")] = None,
     basis_size: Annotated[Optional[int], typer.Option("--basis-size", help="Side of the image bases [default: half the image side].")] = None,
     approx_hidden: Annotated[Optional[int], typer.Option("--approx-hidden", "-k", help="Hidden width of the approximation networks.")] = None,
+    approx_mode: Annotated[Optional[str], typer.Option("--approx-mode", help="after: fit the approximation networks after distillation (paper); joint: fit at init and train them in the loop.")] = None,
     init: Annotated[Optional[Init], typer.Option("--init", help="Basis initialisation: pca or random.")] = None,
     freeze_means: Annotated[Optional[bool], typer.Option("--freeze-means", help="Keep the PCA means fixed.")] = None,
     aug_in_krr: Annotated[Optional[bool], typer.Option("--aug-in-krr/--no-aug-in-krr", help="Views enter the KRR support set.")] = None,
@@ -283,7 +284,7 @@ def distill(
             pool_online_steps=pool_online_steps, pool_reset_bug=pool_reset_bug, raw_space=krrst_raw_space,
             views=tuple(views.split(",")) if views else None, bases=False if no_bases else None,
             approx=False if no_approx else None, num_images=num_images, image_rank=image_rank, repr_rank=repr_rank,
-            basis_size=basis_size, approx_hidden=approx_hidden, init=init.value if init else None,
+            basis_size=basis_size, approx_hidden=approx_hidden, approx_mode=approx_mode, init=init.value if init else None,
             freeze_means=freeze_means, aug_in_krr=aug_in_krr, amp=amp, seed=seed,
         )
         tpath = teacher or api.default_teacher_path(data.name, data.image_size, cache_dir)
@@ -440,7 +441,7 @@ def evaluate(
             t = api.load_teacher(tpath, dev)
             if b is not None and b.meta["teacher"].get("sha256") not in (None, t.sha256):
                 err.print(f"[yellow]warning:[/] teacher {tpath} differs from the one the bundle was distilled with")
-        elif baseline == Baseline.random or tpath is not None:
+        elif baseline == Baseline.random or teacher is not None:
             raise ConfigError("the random baseline needs the teacher: pass --teacher FILE"
                               + (f" (the bundle's teacher {tpath} is missing)" if tpath else ""))
         src_name = source or (b.meta["source"] if b is not None else None)

@@ -58,6 +58,7 @@ class DistillConfig:
     approx_hidden: int = 4  # k
     approx_steps: int = 500
     approx_lr: float = 1e-2
+    approx_mode: str = "after"  # after: fit h_a once distillation ends (paper); joint: fit at init, then train in the loop
     init: str = "pca"  # pca | random
     freeze_means: bool = False
     aug_in_krr: bool = True  # views enter the KRR support set (else only the pool's training)
@@ -83,6 +84,8 @@ class DistillConfig:
             if not ok:
                 flag = "--" + name.replace("_", "-").replace("num-steps", "steps")
                 raise ConfigError(f"{flag} must be {rule}, got {getattr(self, name)}")
+        if self.approx_mode not in ("after", "joint"):
+            raise ConfigError(f"--approx-mode must be after or joint, got {self.approx_mode!r}")
         if self.init not in ("pca", "random", "real"):
             raise ConfigError(f"--init must be pca or random, got {self.init!r}")
         if self.num_images is not None and self.num_images < 1:

@@ -200,7 +200,7 @@ def fit(
             if after_step is not None:
                 after_step(i)
             result.steps += 1
-            if (i + 1) % log_every == 0 or i == start_step + num_steps - 1:
+            if i == start_step or (i + 1) % log_every == 0 or i == start_step + num_steps - 1:
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise FloatingPointError(f"{name}: loss became {value} at step {i + 1}")

@@ -150,7 +150,7 @@ def load_teacher(path: str | Path, device: torch.device | None = None) -> Teache
         raise CheckpointError(f"{path}: weights do not match architecture {meta['arch']!r}: {str(exc).splitlines()[0]}") from exc
     teacher = Teacher(model, arch=str(meta["arch"]), image_size=int(meta["image_size"]),
                       mean=tuple(meta["mean"]), std=tuple(meta["std"]), meta=meta,
-                      sha256=sha256_file(path), path=Path(path))
+                      sha256=sha256_file(path), path=Path(path).resolve())
     if device is not None:
         teacher.to(device)
     return teacher
@@ -163,7 +163,7 @@ def save_teacher(teacher: Teacher, path: str | Path, *, overwrite: bool = False)
             "mean": list(teacher.mean), "std": list(teacher.std), "stem_padding": stem}
     path = save_teacher_file(path, backbone_state_dict(teacher.model), meta, overwrite=overwrite)
     teacher.sha256 = sha256_file(path)
-    teacher.path = Path(path)
+    teacher.path = Path(path).resolve()
     return path
 
 

@@ -141,6 +141,14 @@ def distill(
             train_reprs = teacher.represent(dataset.train_images, reporter=reporter)
         synth, init_stats = init_bases(dataset.train_images.to(device), train_reprs.to(device), chosen.to(device),
                                        teacher, size, config, mean, std, init_gen)
+    approx_fit: dict[str, dict[str, float]] = {}
+    joint = config.method == "boost" and config.approx and config.approx_mode == "joint" and len(synth.views) > 1
+    if joint:
+        # The stored parameterisation is trained directly: the networks are fitted to the teacher's
+        # view targets at initialisation and then optimised in the outer loop with everything else.
+        synth, init_fit = fit_approx_networks(synth.cpu(), config.approx_hidden, config.approx_steps,
+                                              config.approx_lr, config.seed)
+        init_stats.update({f"approx_init_{v}": r["relative_error"] for v, r in init_fit.items()})
     synth.to(device)
 
     pool = ModelPool(
@@ -188,9 +196,8 @@ def distill(
     result = fit(step, opt, config.num_steps, scheduler=sched, after_step=after, grad_clip=config.grad_clip,
                  reporter=reporter, name=f"distill {config.method}", log_every=10, max_seconds=max_s) \
         if config.num_steps > 0 else None
-    approx_fit: dict[str, dict[str, float]] = {}
     synth = synth.cpu()
-    if config.method == "boost" and config.approx and len(synth.views) > 1:
+    if config.method == "boost" and config.approx and len(synth.views) > 1 and not joint:
         synth, approx_fit = fit_approx_networks(synth, config.approx_hidden, config.approx_steps, config.approx_lr,
                                                 config.seed)
     tensors = synth.stored_tensors()

@@ -105,8 +105,9 @@ def init_bases(
         views=config.views, image_size=train_images.shape[-1], channels=c,
         image_basis=(mu_x, b_x, c_x) if config.bases else None,
         images=None if config.bases else augment.normalize(raw, mean, std),
-        repr_basis=(mu_y, b_y, coeffs["identity"]),
-        view_coeffs={view: coeffs[view] for view in config.views[1:]},
+        repr_basis=(mu_y, b_y, coeffs["identity"]) if config.bases else None,
+        targets=None if config.bases else reps["identity"],
+        view_coeffs={view: coeffs[view] if config.bases else reps[view] for view in config.views[1:]},
         basis_size=side, freeze_means=config.freeze_means,
     )
     return synth, stats

@@ -1,0 +1,120 @@
+"""Quality benchmark: Random vs KRR-ST vs Boost at the same budget, CPU-sized protocol on CIFAR-100.
+
+Protocol (docs/cpu-preset.md): the cached CPU-preset teacher (`ssdd teacher cifar100 --preset cpu`),
+distillation with the cpu preset for a fixed number of outer steps, then for each seed a fresh
+ConvNet (convnet3_s) pretrained on the set's pairs and linear-probed on CIFAR-100. Seeds are
+paired: seed s gives the same random subset to Random and to the initialisation of KRR-ST/Boost,
+and the same evaluation-model initialisation to every row. Prints a table and writes JSON.
+
+    python benchmarks/quality.py --data-root ../shared/datasets --seeds 3 --out benchmarks/results/quality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ssdd_cli import __version__, api
+from ssdd_cli.config import distill_config, eval_config
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="cifar100")
+    ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+    ap.add_argument("--teacher", default=None, help="teacher file [default: the cached cpu-preset teacher]")
+    ap.add_argument("--budget", type=int, default=100)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--krr-steps", type=int, default=1000)
+    ap.add_argument("--boost-steps", type=int, default=500)
+    ap.add_argument("--epochs", type=int, default=1000, help="pretraining epochs on each set")
+    ap.add_argument("--probe-steps", type=int, default=5000)
+    ap.add_argument("--arch", default="convnet3_s")
+    ap.add_argument("--methods", default="random,krr_st,boost")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", default="benchmarks/results/quality.json")
+    args = ap.parse_args()
+
+    dev = api.resolve_device(args.device)
+    data = api.load_dataset(args.dataset, data_root=args.data_root)
+    tpath = Path(args.teacher) if args.teacher else api.default_teacher_path(data.name, data.image_size)
+    if not tpath.exists():
+        raise SystemExit(f"no teacher at {tpath}; run: ssdd teacher {args.dataset} --preset cpu --data-root {args.data_root}")
+    teacher = api.load_teacher(tpath, dev)
+    ecfg = eval_config("cpu", arch=args.arch, pretrain_epochs=args.epochs, probe_steps=args.probe_steps)
+    methods = args.methods.split(",")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record: dict = {
+        "name": "quality", "dataset": data.name, "budget": args.budget, "arch": args.arch, "device": str(dev),
+        "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "ssdd": __version__, "teacher": teacher.describe(),
+        "params": vars(args), "runs": [],
+    }
+
+    def save() -> None:
+        out.write_text(json.dumps(record, indent=1))
+
+    t0 = time.perf_counter()
+    floor = api.evaluate_pairs(torch.zeros(1, 3, data.image_size, data.image_size), torch.zeros(1, teacher.repr_dim),
+                               data, eval_config("cpu", arch=args.arch, pretrain_epochs=0, probe_steps=args.probe_steps),
+                               seed=0, device=dev)
+    record["floor"] = floor
+    record["teacher_probe"] = api.teacher_probe_accuracy(teacher, data, ecfg, device=dev)
+    print(f"floor (no pretraining) {floor:.2f}  teacher probe {record['teacher_probe']:.2f}", flush=True)
+    save()
+    for seed in range(args.seeds):
+        for method in methods:
+            t1 = time.perf_counter()
+            info: dict = {"seed": seed, "method": method}
+            if method == "random":
+                xs, ys = api.random_baseline(data, teacher, args.budget, seed=seed, device=dev)
+            else:
+                steps = args.krr_steps if method == "krr_st" else args.boost_steps
+                cfg = distill_config(method, "cpu", data.image_size, budget=args.budget, num_steps=steps, seed=seed)
+                res = api.distill(data, teacher, cfg, device=dev)
+                xs, ys = res.synthetic.support()
+                xs, ys = xs.detach(), ys.detach()
+                info.update(steps=steps, distill_seconds=round(res.seconds, 1), first_loss=res.meta["fit"]["first_loss"],
+                            final_loss=res.meta["fit"]["final_loss"], storage=res.meta["storage"]["cost"],
+                            approx=res.meta["fit"]["approx"], pairs=int(xs.shape[0]))
+            acc = api.evaluate_pairs(xs, ys, data, ecfg, seed=seed, device=dev)
+            info.update(accuracy=acc, seconds=round(time.perf_counter() - t1, 1))
+            record["runs"].append(info)
+            save()
+            print(json.dumps(info), flush=True)
+    rows = []
+    by = {m: [r["accuracy"] for r in record["runs"] if r["method"] == m] for m in methods}
+    for m in methods:
+        mu, sd = mean_std(by[m])
+        rows.append({"method": m, "mean": round(mu, 2), "std": round(sd, 2), "n": len(by[m])})
+    paired = {}
+    for a, b in (("krr_st", "random"), ("boost", "random"), ("boost", "krr_st")):
+        if a in by and b in by:
+            d = [x - y for x, y in zip(by[a], by[b])]
+            mu, sd = mean_std(d)
+            paired[f"{a}-{b}"] = {"mean": round(mu, 2), "std": round(sd, 2), "per_seed": [round(v, 2) for v in d]}
+    record.update(summary=rows, paired=paired, wall_s=round(time.perf_counter() - t0, 1))
+    save()
+    print(f"\nCIFAR-100 linear probe, {args.arch}, N={args.budget}, {args.seeds} paired seeds ({dev})")
+    print(f"{'set':<28}{'top-1 %':>16}")
+    print(f"{'no pretraining (floor)':<28}{floor:>16.2f}")
+    print(f"{'teacher (own features)':<28}{record['teacher_probe']:>16.2f}")
+    for r in rows:
+        print(f"{r['method']:<28}{r['mean']:>10.2f} ± {r['std']:.2f}")
+    for k, v in paired.items():
+        print(f"paired {k}: {v['mean']:+.2f} ± {v['std']:.2f}  {v['per_seed']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Speed benchmark: seconds per outer step (KRR-ST, Boost), pool warm-up, and expansion throughput.
+
+Runs on the built-in `shapes` data (no download) with a freshly initialised CPU-preset teacher, so
+it measures compute only. Prints a table and writes JSON.
+
+    python benchmarks/speed.py --steps 20 --out benchmarks/results/speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ssdd_cli import __version__, api
+from ssdd_cli.bundle import Bundle
+from ssdd_cli.config import distill_config
+from ssdd_cli.device import sync
+from ssdd_cli.models import create_model
+from ssdd_cli.teacher import Teacher
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--budget", type=int, default=100)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", default="benchmarks/results/speed.json")
+    args = ap.parse_args()
+    dev = api.resolve_device(args.device)
+    data = api.load_dataset("shapes")
+    teacher = Teacher(create_model("convnet4_s", image_size=32, seed=0), arch="convnet4_s", image_size=32,
+                      mean=data.mean, std=data.std).to(dev)
+    rows = []
+    for method in ("krr_st", "boost"):
+        for amp in (False, True):
+            per_step = []
+            for rep in range(args.repeats):
+                base = dict(budget=args.budget, batch_size=args.batch_size, amp=amp, seed=rep)
+                warm = api.distill(data, teacher, distill_config(method, "cpu", 32, num_steps=0, **base), device=dev)
+                sync(dev)
+                full = api.distill(data, teacher, distill_config(method, "cpu", 32, num_steps=args.steps, **base), device=dev)
+                sync(dev)
+                per_step.append((full.seconds - warm.seconds) / args.steps)
+            rows.append({"what": f"{method} outer step", "amp": amp, "pairs": int(full.synthetic.support()[0].shape[0]),
+                         "s_mean": statistics.fmean(per_step), "s_std": statistics.pstdev(per_step),
+                         "setup_s": round(warm.seconds, 2)})
+            print(json.dumps(rows[-1]), flush=True)
+    # expansion throughput: a Boost-style bundle with m = 25,000 images x 4 views = 100,000 pairs
+    res = api.distill(data, teacher, distill_config("boost", "cpu", 32, budget=args.budget, num_steps=0), device=dev)
+    t = dict(res.tensors)
+    m = 25_000
+    gen = torch.Generator().manual_seed(0)
+    t["image_coeffs"] = torch.randn(m, t["image_coeffs"].shape[1], generator=gen)
+    t["repr_coeffs"] = torch.randn(m, t["repr_coeffs"].shape[1], generator=gen)
+    bundle = Bundle(t, dict(res.meta))
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        xs, ys = api.expand_pairs(bundle, device=dev)
+        sync(dev)
+        times.append(time.perf_counter() - t0)
+    rows.append({"what": "expand 100,000 pairs (32px)", "pairs": int(xs.shape[0]), "s_mean": statistics.fmean(times),
+                 "s_std": statistics.pstdev(times)})
+    print(json.dumps(rows[-1]), flush=True)
+    record = {"name": "speed", "device": str(dev), "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "ssdd": __version__, "params": vars(args), "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=1))
+    print(f"\n{'what':<32}{'amp':>6}{'pairs':>8}{'seconds':>14}")
+    for r in rows:
+        print(f"{r['what']:<32}{str(r.get('amp', '')):>6}{r['pairs']:>8}{r['s_mean']:>10.3f} ± {r['s_std']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The bundle format (bundle.py, docs/bundle-format.md): round trips, golden key names, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ssdd_cli import bundle as bundle_mod
+from ssdd_cli.bundle import FORMAT_VERSION, REQUIRED_METADATA, load_bundle, save_bundle
+from ssdd_cli.errors import BundleError, OutputError
+
+BOOST_KEYS = sorted(
+    ["image_basis", "image_mean", "image_coeffs", "repr_basis", "repr_mean", "repr_coeffs"]
+    + [f"approx.{v}.{n}" for v in ("rot90", "rot180", "rot270") for n in ("0.weight", "0.bias", "2.weight", "2.bias")]
+)
+DISTILL_META = sorted([
+    "method", "source", "image_size", "channels", "basis_size", "mean", "std", "image_space", "views", "teacher",
+    "budget", "storage", "config", "counts", "seed", "fit", "history",
+])
+
+
+def raw_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())
+
+
+def assert_round_trip(result, path: Path) -> None:  # type: ignore[no-untyped-def]
+    save_bundle(path, result.tensors, result.meta)
+    b = load_bundle(path)
+    assert set(b.tensors) == set(result.tensors)
+    for k, v in result.tensors.items():
+        assert b.tensors[k].dtype == torch.float32
+        assert torch.equal(b.tensors[k], v), k
+    extra = {"format", "format_version", "ssdd_version", "created"}
+    assert set(b.meta) == set(result.meta) | extra
+    assert {k: b.meta[k] for k in result.meta} == result.meta
+    assert b.meta["format"] == "ssdd.bundle" and b.meta["format_version"] == str(FORMAT_VERSION)
+    assert b.path == path
+
+
+def test_round_trip_pixel_set(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A KRR-ST (pixel) bundle keeps its tensors and metadata exactly."""
+    res = tiny_results["krr_st"]
+    assert set(res.tensors) == {"images", "targets"}
+    assert_round_trip(res, tmp_path / "krr.safetensors")
+    b = load_bundle(tmp_path / "krr.safetensors")
+    assert b.method == "krr_st" and b.num_images == 8 and b.repr_dim == 32 and b.views == ["identity"]
+    assert b.image_shape == (3, 16, 16) and not b.has_image_basis and not b.has_repr_basis
+    assert b.storage().cost == 8.0
+
+
+def test_round_trip_boost_set(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A basis bundle with approximation networks keeps its tensors and metadata exactly."""
+    res = tiny_results["boost"]
+    assert_round_trip(res, tmp_path / "boost.safetensors")
+    b = load_bundle(tmp_path / "boost.safetensors")
+    assert b.has_image_basis and b.has_repr_basis and b.views == ["identity", "rot90", "rot180", "rot270"]
+    assert b.storage().cost == pytest.approx(res.meta["storage"]["cost"], abs=1e-4)
+
+
+def test_golden_names(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Pin the format: version 1, the tensor keys of a boost bundle and the metadata field names.
+
+    Changing any of these is a format change and must bump FORMAT_VERSION (and docs/bundle-format.md).
+    """
+    assert FORMAT_VERSION == 1
+    assert bundle_mod.BUNDLE_FORMAT == "ssdd.bundle" and bundle_mod.TEACHER_FORMAT == "ssdd.teacher"
+    assert REQUIRED_METADATA == ("format", "format_version", "method", "source", "image_size", "channels", "mean",
+                                 "std", "image_space", "views", "teacher", "budget", "storage", "config",
+                                 "ssdd_version", "created")
+    res = tiny_results["boost"]
+    assert sorted(res.tensors) == BOOST_KEYS
+    assert sorted(res.meta) == DISTILL_META
+    save_bundle(tmp_path / "b.safetensors", res.tensors, res.meta)
+    tensors, meta = raw_file(tmp_path / "b.safetensors")
+    assert sorted(tensors) == BOOST_KEYS
+    assert sorted(meta) == sorted(DISTILL_META + ["format", "format_version", "ssdd_version", "created"])
+    assert meta["format_version"] == "1" and meta["format"] == "ssdd.bundle"
+    assert json.loads(meta["views"]) == ["identity", "rot90", "rot180", "rot270"]  # nested values are JSON
+    assert meta["method"] == "boost" and meta["image_size"] == "16"  # plain strings stay plain
+    m, u, v, k = (res.meta["counts"][c] for c in ("m", "U", "V", "k"))
+    d, p = 32, 3 * 8 * 8
+    assert tensors["image_basis"].shape == (u, p) and tensors["image_coeffs"].shape == (m, u)
+    assert tensors["repr_basis"].shape == (v, d) and tensors["repr_coeffs"].shape == (m, v)
+    assert tensors["approx.rot90.0.weight"].shape == (k, v) and tensors["approx.rot90.2.weight"].shape == (v, k)
+
+
+def test_refuses_to_overwrite(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An existing path is refused (OutputError, file unchanged) unless overwrite=True."""
+    path = tmp_path / "b.safetensors"
+    path.write_bytes(b"precious")
+    res = tiny_results["krr_st"]
+    with pytest.raises(OutputError, match="already exists.*--overwrite"):
+        save_bundle(path, res.tensors, res.meta)
+    assert path.read_bytes() == b"precious"
+    save_bundle(path, res.tensors, res.meta, overwrite=True)
+    assert load_bundle(path).num_images == 8
+
+
+def test_truncated_file(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A truncated bundle raises BundleError('... not a readable safetensors ...')."""
+    path = tmp_path / "b.safetensors"
+    save_bundle(path, tiny_results["boost"].tensors, tiny_results["boost"].meta)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match="not a readable safetensors"):
+        load_bundle(path)
+    path.write_bytes(b"")
+    with pytest.raises(BundleError, match="not a readable safetensors"):
+        load_bundle(path)
+
+
+def _rewrite(src: Path, dst: Path, *, drop: str | None = None, meta_update: dict[str, str] | None = None) -> Path:
+    tensors, meta = raw_file(src)
+    if drop:
+        del tensors[drop]
+    meta.update(meta_update or {})
+    save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
+def test_newer_format_version(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """format_version 2 is refused with a message saying it is newer."""
+    good = save_bundle(tmp_path / "b.safetensors", tiny_results["boost"].tensors, tiny_results["boost"].meta)
+    bad = _rewrite(good, tmp_path / "v2.safetensors", meta_update={"format_version": "2"})
+    with pytest.raises(BundleError, match="newer"):
+        load_bundle(bad)
+    assert load_bundle(_rewrite(good, tmp_path / "v1.safetensors")).method == "boost"  # the rewrite itself is fine
+
+
+def test_teacher_file_is_not_a_bundle(tiny_teacher_path: Path) -> None:
+    """Passing a teacher file to load_bundle raises BundleError saying so."""
+    with pytest.raises(BundleError, match="teacher file"):
+        load_bundle(tiny_teacher_path)
+
+
+@pytest.mark.parametrize("key, text", [
+    ("repr_coeffs", "needs either 'targets' or all of"),
+    ("image_basis", "needs either 'images' or all of"),
+    ("approx.rot180.2.bias", "'rot180' has neither"),
+])
+def test_missing_tensor(tiny_results, tmp_path: Path, key: str, text: str) -> None:  # type: ignore[no-untyped-def]
+    """A bundle missing a tensor raises BundleError naming what is missing."""
+    good = save_bundle(tmp_path / "b.safetensors", tiny_results["boost"].tensors, tiny_results["boost"].meta)
+    with pytest.raises(BundleError, match=text):
+        load_bundle(_rewrite(good, tmp_path / "bad.safetensors", drop=key))
+
+
+def test_missing_metadata_and_not_found(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A missing metadata field, a missing file or a folder raise BundleError."""
+    res = tiny_results["krr_st"]
+    meta = {k: v for k, v in res.meta.items() if k != "teacher"}
+    with pytest.raises(BundleError, match="missing metadata teacher"):
+        save_bundle(tmp_path / "x.safetensors", res.tensors, meta)
+    assert not (tmp_path / "x.safetensors").exists()
+    with pytest.raises(BundleError, match="no such file"):
+        load_bundle(tmp_path / "nope.safetensors")
+    with pytest.raises(BundleError, match="directory"):
+        load_bundle(tmp_path)
+
+
+def test_invalid_tensors_are_refused(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """NaN values and mismatched shapes are refused before anything is written."""
+    res = tiny_results["krr_st"]
+    nan = dict(res.tensors, targets=res.tensors["targets"].clone())
+    nan["targets"][0, 0] = float("nan")
+    with pytest.raises(BundleError, match="NaN"):
+        save_bundle(tmp_path / "a.safetensors", nan, res.meta)
+    short = dict(res.tensors, targets=res.tensors["targets"][:3])
+    with pytest.raises(BundleError, match="3 targets for 8 images"):
+        save_bundle(tmp_path / "a.safetensors", short, res.meta)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_save_leaves_nothing(tiny_results, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A write that fails half-way leaves no temporary file and no partial bundle."""
+    import safetensors.torch
+
+    def broken(tensors, filename, metadata=None):  # type: ignore[no-untyped-def]
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    (tmp_path / "keep.txt").write_text("x")
+    res = tiny_results["boost"]
+    with pytest.raises(OutputError, match="disk full"):
+        save_bundle(tmp_path / "b.safetensors", res.tensors, res.meta)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]

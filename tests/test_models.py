@@ -1,0 +1,91 @@
+"""Every registered architecture: shapes, gradients, seeded construction; the ResNet stem."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ssdd_cli.errors import ConfigError
+from ssdd_cli.models import backbone_state_dict, create_model, list_models, model_descriptions
+
+SIZE = 16
+
+
+def test_registry_lists_the_known_models() -> None:
+    """The registry holds the ConvNets and ResNets, each with a description."""
+    names = list_models()
+    assert names == sorted(names)
+    for name in ("convnet3", "convnet4", "convnet2_xs", "resnet18", "resnet10"):
+        assert name in names
+    assert set(model_descriptions()) == set(names)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_shapes_gradients_and_finiteness(name: str) -> None:
+    """embed/represent/forward shapes match feature_dim/repr_dim/out_dim; every parameter gets a gradient."""
+    model = create_model(name, image_size=SIZE, out_dim=7, seed=0)
+    # zero-initialised residual BatchNorm weights (ResNet) would zero some gradients: use ones
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(mod.weight)
+    x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    model.train()
+    emb, rep, out = model.embed(x), model.represent(x), model(x)
+    assert emb.shape == (2, model.feature_dim)
+    assert rep.shape == (2, model.repr_dim)
+    assert out.shape == (2, 7)
+    for t in (emb, rep, out):
+        assert torch.isfinite(t).all()
+    out.pow(2).sum().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, pname
+    headless = create_model(name, image_size=SIZE, out_dim=None, seed=0)
+    assert headless(x).shape == (2, headless.feature_dim)
+    assert not any(k.startswith("fc.") for k in backbone_state_dict(model))
+
+
+def test_convnet_dims() -> None:
+    """ConvNet flat features = last width × (H / 2^blocks)²; the representation is the last width."""
+    m = create_model("convnet3", image_size=32)
+    assert (m.feature_dim, m.repr_dim) == (8192, 512)
+    xs = create_model("convnet2_xs", image_size=16)
+    assert (xs.feature_dim, xs.repr_dim) == (32 * 4 * 4, 32)
+
+
+@pytest.mark.parametrize("name", ["convnet2_xs", "resnet10"])
+def test_seeded_creation_is_deterministic_and_leaves_global_rng(name: str) -> None:
+    """seed=s gives identical weights, another seed differs, and the global RNG state is untouched."""
+    state = torch.get_rng_state()
+    a = create_model(name, image_size=SIZE, out_dim=3, seed=5)
+    b = create_model(name, image_size=SIZE, out_dim=3, seed=5)
+    c = create_model(name, image_size=SIZE, out_dim=3, seed=6)
+    assert torch.equal(torch.get_rng_state(), state)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+    # without a seed the global RNG is used (and advanced)
+    create_model(name, image_size=SIZE, out_dim=3)
+    assert not torch.equal(torch.get_rng_state(), state)
+
+
+def test_unknown_name() -> None:
+    """An unknown architecture raises ConfigError listing the choices."""
+    with pytest.raises(ConfigError, match="unknown architecture 'convnet9'.*convnet3"):
+        create_model("convnet9")
+
+
+def test_name_is_normalised() -> None:
+    """Dashes and case are accepted."""
+    assert create_model("ConvNet2-XS", image_size=SIZE).repr_dim == 32
+
+
+def test_resnet18_stem() -> None:
+    """ResNet-18 stem: 3×3 conv with padding 2 and no max-pool, so 32 px → 34×34 after conv1."""
+    model = create_model("resnet18", image_size=32)
+    assert model.conv1.padding == (2, 2) and model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    assert model.stem_padding == 2
+    assert isinstance(model.maxpool, torch.nn.Identity)
+    assert model.conv1(torch.zeros(1, 3, 32, 32)).shape == (1, 64, 34, 34)
+    assert (model.feature_dim, model.repr_dim) == (512, 512)
