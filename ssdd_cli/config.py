@@ -86,10 +86,12 @@ class DistillConfig:
                 raise ConfigError(f"{flag} must be {rule}, got {getattr(self, name)}")
         if self.approx_mode not in ("after", "joint"):
             raise ConfigError(f"--approx-mode must be after or joint, got {self.approx_mode!r}")
-        if self.init not in ("pca", "random", "real"):
+        if self.init not in ("pca", "random"):
             raise ConfigError(f"--init must be pca or random, got {self.init!r}")
         if self.num_images is not None and self.num_images < 1:
             raise ConfigError(f"--num-images must be ≥ 1, got {self.num_images}")
+        if self.raw_space and self.method != "krr_st":
+            raise ConfigError("--krrst-raw-space reproduces a KRR-ST quirk; it applies to --method krr-st only")
         if self.method == "krr_st" and (len(self.views) > 1 or self.bases):
             raise ConfigError("krr-st stores plain images and targets; --views and bases apply to --method boost")
 
@@ -162,7 +164,7 @@ def distill_config(method: str = "boost", preset: str = "paper", image_size: int
     """Distillation config for ``method``: preset values, 64-px pool for 64-px data, then overrides."""
     key = canonical_method(method)
     values = dict(_DISTILL_PRESETS[_check_preset(preset)][key])
-    if image_size >= 64 and "pool_arch" not in _clean(overrides):
+    if image_size >= 64:
         values["pool_arch"] = _WIDE_POOL.get(values.get("pool_arch", "convnet3"), values.get("pool_arch", "convnet3"))
         if preset == "paper" and key == "krr_st":
             values["lr"] = 1e-5

@@ -60,7 +60,8 @@ class LARS(Optimizer):
                         torch.ones_like(p_norm),
                     )
                     if group["clip_lr"]:
-                        trust = trust.clamp(max=1.0)
+                        # the adaptive lr (trust · lr) never exceeds the global lr
+                        trust = (trust / group["lr"]).clamp(max=1.0) if group["lr"] > 0 else trust
                     grad = grad * trust
                 state = self.state[p]
                 buf = state.get("momentum_buffer")

@@ -74,7 +74,8 @@ class Teacher:
 
     def __init__(self, model: Backbone, *, arch: str, image_size: int, mean: tuple[float, ...], std: tuple[float, ...],
                  meta: dict[str, Any] | None = None, sha256: str | None = None, path: Path | None = None) -> None:
-        self.model = model.eval()
+        # channels_last: measured 2.4x faster for the CPU-preset encoder in fp32 and bf16 (oneDNN)
+        self.model = model.eval().to(memory_format=torch.channels_last)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.arch = arch
@@ -104,7 +105,7 @@ class Teacher:
     def represent_normalized(self, x: torch.Tensor, amp: bool = False) -> torch.Tensor:
         """Representations ``(B, D)`` float32 of already-normalised images."""
         with autocast(x.device, amp):
-            return self.model.represent(x).float()
+            return self.model.represent(x.contiguous(memory_format=torch.channels_last)).float()
 
     @torch.no_grad()
     def represent(self, images: torch.Tensor, *, batch_size: int = 1024, amp: bool = False,

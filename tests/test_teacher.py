@@ -46,7 +46,7 @@ def test_import_krr_st_state_dict(tmp_path: Path) -> None:
     assert t.meta["origin"] == "import:krr-st"
     assert t.model.conv1.padding == (2, 2)
     with torch.no_grad():
-        torch.testing.assert_close(t.model.represent(_x()), src.represent(_x()), rtol=0, atol=0)
+        torch.testing.assert_close(t.model.represent(_x()), src.represent(_x()), rtol=1e-4, atol=1e-4)  # channels_last reorders sums
     assert t.repr_dim == 512 and t.mean == MEAN and t.std == STD
 
 
@@ -61,7 +61,7 @@ def test_import_solo_learn_checkpoint(tmp_path: Path) -> None:
     t = import_checkpoint(path, arch="resnet18", image_size=16, mean=MEAN, std=STD)
     assert t.meta["origin"] == "import:solo-learn"
     with torch.no_grad():
-        torch.testing.assert_close(t.model.represent(_x()), src.represent(_x()), rtol=0, atol=0)
+        torch.testing.assert_close(t.model.represent(_x()), src.represent(_x()), rtol=1e-4, atol=1e-4)  # channels_last reorders sums
     # every backbone tensor was filled from the checkpoint
     got = t.model.state_dict()
     assert set(got) == set(src.state_dict())
@@ -77,7 +77,7 @@ def test_import_then_save_and_load_keeps_outputs(tmp_path: Path) -> None:
     back = load_teacher(tmp_path / "t.safetensors")
     assert back.meta["stem_padding"] == 2 and back.model.conv1.padding == (2, 2)
     with torch.no_grad():
-        torch.testing.assert_close(back.model.represent(_x()), src.represent(_x()), rtol=0, atol=0)
+        torch.testing.assert_close(back.model.represent(_x()), src.represent(_x()), rtol=1e-4, atol=1e-4)  # channels_last reorders sums
 
 
 def test_import_missing_keys(tmp_path: Path) -> None:

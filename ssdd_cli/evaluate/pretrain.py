@@ -40,12 +40,9 @@ def pretrain(
     model = create_model(config.arch, image_size=images.shape[-1], out_dim=targets.shape[1],
                          seed=derive_seed(seed, "eval-init")).to(device)
     if config.pretrain_epochs == 0:
-        return model.eval()
-    if config.amp:
-        model.to(memory_format=torch.channels_last)
-    x, y = images.to(device), targets.to(device).float()
-    if config.amp:
-        x = x.contiguous(memory_format=torch.channels_last)
+        return model.eval().to(memory_format=torch.channels_last)
+    model.to(memory_format=torch.channels_last)
+    x, y = images.to(device).contiguous(memory_format=torch.channels_last), targets.to(device).float()
     bs = min(config.pretrain_batch_size, n)
     per_epoch = -(-n // bs)
     gen = stream(seed, "eval-order", "cpu")

@@ -29,8 +29,7 @@ def extract_features(
     out = []
     for i in range(0, images.shape[0], batch_size):
         x = augment.normalize(augment.to_float(images[i : i + batch_size].to(device)), mean, std)
-        if amp:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
             out.append(embed(x).float().cpu())
     return torch.cat(out)

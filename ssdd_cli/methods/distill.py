@@ -177,13 +177,13 @@ def distill(
         idx = pool.sample()
         current["model"] = idx
         model = pool.models[idx]
-        xr = real.next()
+        xr = real.next().contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             target = teacher.represent_normalized(xr, config.amp)
         with eval_mode(model), autocast(device, config.amp):
             with torch.no_grad():
                 feat_real = model.embed(xr).float()
-            feat_syn = model.embed(xs.contiguous(memory_format=torch.channels_last) if config.amp else xs).float()
+            feat_syn = model.embed(xs.contiguous(memory_format=torch.channels_last)).float()
         pred = krr_predict(feat_syn, feat_real, ys, ridge=config.ridge)
         return mse(pred, target)
 

@@ -57,9 +57,7 @@ class ModelPool:
         self._inits += 1
         model = create_model(self.arch, image_size=self.image_size, out_dim=self.out_dim,
                              seed=derive_seed(self.seed, f"pool-init-{self._inits}"))
-        model.to(self.device)
-        if self.amp:
-            model.to(memory_format=torch.channels_last)
+        model.to(self.device, memory_format=torch.channels_last)
         opt = make_optimizer("sgd", model.parameters(), self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         return model, opt
 
