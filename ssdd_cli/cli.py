@@ -342,7 +342,7 @@ def inspect(
             ("source", f"{summary['source']} ({summary['image_shape'][1]}px, {summary['image_space']} space)"),
             ("images", f"{summary['num_images']} × {len(summary['views'])} view(s) = {summary['num_pairs']} pairs"),
             ("views", ", ".join(summary["views"])),
-            ("sizes", ", ".join(f"{k}={v}" for k, v in c.items())),
+            ("sizes", ", ".join(f"{k}={v}" for k, v in c.items() if v)),
             ("teacher", f"{summary['teacher'].get('arch')} {summary['teacher'].get('repr_dim')}-d, sha256 {str(summary['teacher'].get('sha256'))[:12]}"),
             ("budget", f"cost {st['cost']:.2f} of N={summary['budget']} ({st['total_floats']:,} floats = {st['image_equivalents']:.2f} image-eq.)"),
             ("breakdown", ", ".join(f"{g} {n:,}" for g, n in st["groups"].items())),

@@ -180,9 +180,8 @@ def fit(
         FloatingPointError: the loss became NaN or infinite.
     """
     reporter = reporter or NullReporter()
-    clip_params = list(params_to_clip) if params_to_clip is not None else [
-        p for g in optimizer.param_groups for p in g["params"]
-    ]
+    trained = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+    clip_params = list(params_to_clip) if params_to_clip is not None else trained
     result = FitResult()
     reported = start_step
     t0 = time.perf_counter()
@@ -192,7 +191,9 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             out = step(i)
             loss, metrics = out if isinstance(out, tuple) else (out, {})
-            loss.backward()
+            # Only the optimised tensors get gradients: in distillation this skips the pool model's
+            # weight gradients, which the outer update never uses.
+            loss.backward(inputs=trained)
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(clip_params, grad_clip)
             optimizer.step()
