@@ -213,6 +213,13 @@ def auto_size(
                 f"{rep.describe()}; lower --num-images/--image-rank/--repr-rank or raise --budget"
             )
         return BoostSize(num_images, u, v, approx_hidden, side)
+    if bases and image_rank is None and repr_rank is None and not report(1).fits(budget):
+        # Small images with a wide representation: 2N bases leave no room for a single image.
+        # Shrink both ranks by 10% steps until ceil(N/2) images fit (never triggered by the
+        # reference configurations of method.md §6.6).
+        want = -(-budget // 2)
+        while (u > 1 or v > 1) and not report(want).fits(budget):
+            u, v = max(1, int(u * 0.9)), max(1, int(v * 0.9))
     fixed = report(0)
     if not fixed.fits(budget):
         raise ConfigError(

@@ -121,3 +121,12 @@ def test_group_names() -> None:
     assert group_of("view_coeffs.rot90") == "coefficients" and group_of("approx.rot90.0.weight") == "networks"
     assert group_of("images") == "images" and group_of("view_targets.hflip") == "targets"
     assert group_of("something") == "other"
+
+
+def test_auto_size_shrinks_ranks_when_bases_leave_no_room() -> None:
+    """16-px images with a 256-d teacher: 2N bases alone exceed N=20, so both ranks shrink until N/2 images fit."""
+    size = auto_size(20, channels=3, image_size=16, repr_dim=256, views=DEFAULT_VIEWS)
+    assert size.image_rank < 40 and size.repr_rank < 40
+    assert size.num_images >= 10
+    shapes = boost_shapes(size, channels=3, repr_dim=256, views=DEFAULT_VIEWS, image_size=16)
+    assert storage_report(shapes, image_shape=(3, 16, 16), method="boost", num_images=size.num_images).fits(20)
