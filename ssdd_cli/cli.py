@@ -206,6 +206,9 @@ def teacher(
         err.print(f"training {cfg.arch} teacher on {data.name} ({data.train_images.shape[0]:,} images, "
                   f"{data.image_size}px) on {dev} for {cfg.num_steps:,} steps"
                   + (f" or {cfg.max_minutes} min" if cfg.max_minutes else ""))
+        if dev.type == "cpu" and preset == Preset.paper and steps is None and minutes is None:
+            err.print("[yellow]note:[/] the paper preset trains a ResNet-18 for 1000 epochs, which takes weeks on a CPU; "
+                      "--preset cpu (docs/cpu-preset.md), --steps or --minutes make it practical")
         t = api.make_teacher(data, cfg, device=dev, reporter=rep)
         if probe:
             acc = api.teacher_probe_accuracy(t, data, api.eval_config(preset.value), device=dev, reporter=rep)
@@ -296,6 +299,9 @@ def distill(
         _print_storage(plan, budget)
         err.print(f"distilling {data.name} with {cfg.method} on {dev}: m={plan.num_images}, views={','.join(cfg.views)}, "
                   f"{cfg.num_steps:,} steps" + (f" or {cfg.max_minutes} min" if cfg.max_minutes else ""))
+        if dev.type == "cpu" and preset == Preset.paper and steps is None and minutes is None:
+            err.print(f"[yellow]note:[/] the paper preset runs {cfg.num_steps:,} outer steps, which takes days on a CPU; "
+                      "--preset cpu (docs/cpu-preset.md), --steps or --minutes make it practical")
         result = api.distill(data, t, cfg, device=dev, cache=cache_dir, reporter=rep)
         api.save_distilled(result, output, overwrite=overwrite)
         fit = result.meta["fit"]
