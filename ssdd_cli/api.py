@@ -67,7 +67,7 @@ def default_teacher_path(dataset: str, image_size: int, cache: str | Path | None
 
 
 def teacher_representations(teacher: Teacher, dataset: ImageDataset, *, cache: str | Path | None = None,
-                            reporter: ProgressReporter | None = None, amp: bool = False) -> torch.Tensor:
+                            reporter: ProgressReporter | None = None, amp: bool | None = False) -> torch.Tensor:
     """Teacher representations of every training image, cached on disk by teacher hash."""
     path = None
     if teacher.sha256:

@@ -73,8 +73,8 @@ DataRootOpt = Annotated[
     Optional[Path],
     typer.Option("--data-root", help="Folder holding the dataset (archives, image folders or torchvision layout)."),
 ]
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache folder [default: $SSDD_CACHE or ~/.cache/ssdd].")]
-ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Resize images to this side [default: 32, 64 for imagenet-subset].")]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache folder (default: $SSDD_CACHE or ~/.cache/ssdd).")]
+ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Resize images to this side (default: 32, 64 for imagenet-subset).")]
 ClassesOpt = Annotated[Optional[str], typer.Option("--classes", help="imagenet-subset classes: a wnid list file or 'imagenette'.")]
 PresetOpt = Annotated[Preset, typer.Option("--preset", help="paper: method.md settings; cpu: minutes on a 2-core CPU (docs/cpu-preset.md).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
@@ -149,15 +149,15 @@ def _print_storage(report: Any, budget: int | None = None) -> None:
 @app.command()
 def teacher(
     dataset: Annotated[Optional[str], typer.Argument(help="Dataset name (cifar10, cifar100, imagenet-subset, shapes) or image-folder path.")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Teacher file [default: the cache, where `ssdd distill` finds it].")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Teacher file (default: the cache, where `ssdd distill` finds it).")] = None,
     import_ckpt: Annotated[Optional[Path], typer.Option("--import", help="Convert a KRR-ST .pt or solo-learn .ckpt instead of training.")] = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="Backbone [default: resnet18; convnet4_s with --preset cpu].")] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="Backbone (default: resnet18; convnet4_s with --preset cpu).")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Optimisation steps.")] = None,
     minutes: Annotated[Optional[float], typer.Option("--minutes", help="Stop training after this many minutes.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per step.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (LARS: per 256 images).")] = None,
     optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="lars, adamw or sgd.")] = None,
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast.")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast (default with --preset cpu: on where the CPU has AMX/AVX512-BF16 or on CUDA).")] = None,
     stem_padding: Annotated[int, typer.Option("--stem-padding", help="ResNet stem padding of an imported checkpoint.")] = 2,
     probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Linear-probe the teacher on the dataset and record it.")] = True,
     preset: PresetOpt = Preset.paper,
@@ -229,7 +229,7 @@ def teacher(
 def distill(
     dataset: Annotated[str, typer.Argument(help="Source dataset name or image-folder path.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Bundle to write (.safetensors).")],
-    teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Teacher file [default: the cached one from `ssdd teacher DATASET`].")] = None,
+    teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Teacher file (default: the cached one from `ssdd teacher DATASET`).")] = None,
     budget: Annotated[int, typer.Option("--budget", "-N", help="Storage budget N in image-equivalents.")] = 100,
     method: Annotated[Method, typer.Option("--method", help="boost (default) or krr-st.")] = Method.boost,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Outer steps.")] = None,
@@ -246,16 +246,16 @@ def distill(
     no_bases: Annotated[bool, typer.Option("--no-bases", help="Ablation: store pixels instead of bases.")] = False,
     no_aug: Annotated[bool, typer.Option("--no-aug", help="Ablation: identity view only.")] = False,
     no_approx: Annotated[bool, typer.Option("--no-approx", help="Ablation: store every view's targets (charged to the budget).")] = False,
-    num_images: Annotated[Optional[int], typer.Option("--num-images", "-m", help="Distilled images m [default: from the budget].")] = None,
+    num_images: Annotated[Optional[int], typer.Option("--num-images", "-m", help="Distilled images m (default: from the budget).")] = None,
     image_rank: Annotated[Optional[int], typer.Option("--image-rank", "-U", help="Image bases U.")] = None,
     repr_rank: Annotated[Optional[int], typer.Option("--repr-rank", "-V", help="Representation bases V.")] = None,
-    basis_size: Annotated[Optional[int], typer.Option("--basis-size", help="Side of the image bases [default: half the image side].")] = None,
+    basis_size: Annotated[Optional[int], typer.Option("--basis-size", help="Side of the image bases (default: half the image side).")] = None,
     approx_hidden: Annotated[Optional[int], typer.Option("--approx-hidden", "-k", help="Hidden width of the approximation networks.")] = None,
     approx_mode: Annotated[Optional[str], typer.Option("--approx-mode", help="after: fit the approximation networks after distillation (paper); joint: fit at init and train them in the loop.")] = None,
     init: Annotated[Optional[Init], typer.Option("--init", help="Basis initialisation: pca or random.")] = None,
     freeze_means: Annotated[Optional[bool], typer.Option("--freeze-means", help="Keep the PCA means fixed.")] = None,
     aug_in_krr: Annotated[Optional[bool], typer.Option("--aug-in-krr/--no-aug-in-krr", help="Views enter the KRR support set.")] = None,
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast for the pool ConvNets.")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast for the pool ConvNets (default with --preset cpu: on where bf16 is fast).")] = None,
     preset: PresetOpt = Preset.paper,
     data_root: DataRootOpt = None,
     cache_dir: CacheOpt = None,
@@ -380,7 +380,7 @@ def inspect(
 def expand(
     bundle: Annotated[Path, typer.Argument(help="Bundle (.safetensors) to expand.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder to create.")],
-    views: Annotated[Optional[str], typer.Option("--views", help="Comma-separated subset of the bundle's views [default: all].")] = None,
+    views: Annotated[Optional[str], typer.Option("--views", help="Comma-separated subset of the bundle's views (default: all).")] = None,
     no_png: Annotated[bool, typer.Option("--no-png", help="Only write the float tensors and the manifest.")] = False,
     device: DeviceOpt = "auto",
     overwrite: OverwriteOpt = False,
@@ -406,18 +406,18 @@ def expand(
 @app.command()
 def evaluate(
     bundle: Annotated[Optional[Path], typer.Argument(help="Bundle to evaluate (omit with --baseline random and --teacher).")] = None,
-    target: Annotated[Optional[str], typer.Option("--target", help="Target dataset for the linear probe [default: the bundle's source].")] = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="Architecture pretrained on the set [default: convnet3; convnet3_s with --preset cpu].")] = None,
+    target: Annotated[Optional[str], typer.Option("--target", help="Target dataset for the linear probe (default: the bundle's source).")] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="Architecture pretrained on the set (default: convnet3; convnet3_s with --preset cpu).")] = None,
     baseline: Annotated[Baseline, typer.Option("--baseline", help="Also evaluate N random real images with teacher targets.")] = Baseline.none,
-    budget: Annotated[Optional[int], typer.Option("--budget", "-N", help="Budget of the random baseline [default: the bundle's].")] = None,
-    teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Teacher for the baseline and its own probe [default: the bundle's].")] = None,
-    source: Annotated[Optional[str], typer.Option("--source", help="Source dataset of the random baseline [default: the bundle's].")] = None,
+    budget: Annotated[Optional[int], typer.Option("--budget", "-N", help="Budget of the random baseline (default: the bundle's).")] = None,
+    teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Teacher for the baseline and its own probe (default: the bundle's).")] = None,
+    source: Annotated[Optional[str], typer.Option("--source", help="Source dataset of the random baseline (default: the bundle's).")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Pretraining epochs.")] = None,
     probe_steps: Annotated[Optional[int], typer.Option("--probe-steps", help="Linear-probe SGD steps.")] = None,
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="Independent runs (paired across rows).")] = None,
     floor: Annotated[bool, typer.Option("--floor/--no-floor", help="Also report the no-pretraining floor.")] = True,
     teacher_probe: Annotated[bool, typer.Option("--teacher-probe/--no-teacher-probe", help="Also report the teacher's own probe accuracy.")] = True,
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast.")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast (default with --preset cpu: on where the CPU has AMX/AVX512-BF16 or on CUDA).")] = None,
     preset: PresetOpt = Preset.paper,
     data_root: DataRootOpt = None,
     cache_dir: CacheOpt = None,

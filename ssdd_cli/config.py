@@ -62,7 +62,7 @@ class DistillConfig:
     init: str = "pca"  # pca | random
     freeze_means: bool = False
     aug_in_krr: bool = True  # views enter the KRR support set (else only the pool's training)
-    amp: bool = False  # bf16 autocast for the pool ConvNets
+    amp: bool | None = False  # bf16 autocast for the pool ConvNets (None: where bf16 is fast)
     max_minutes: float | None = None  # stop the outer loop after this wall time
     seed: int = 0
 
@@ -110,7 +110,7 @@ class EvalConfig:
     probe_batch_size: int = 512
     probe_lr: float = 0.2
     num_seeds: int = 1
-    amp: bool = False
+    amp: bool | None = False  # None: bf16 where it is fast
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -123,7 +123,7 @@ class EvalConfig:
 _TEACHER_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "cpu": dict(arch="convnet4_s", num_steps=4000, optimizer="adamw", lr=2e-3, weight_decay=1e-4,
-                warmup_steps=200, projector_dim=1024, scale_loss=1.0, amp=True),
+                warmup_steps=200, projector_dim=1024, scale_loss=1.0, amp=None),
 }
 _DISTILL_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
@@ -132,14 +132,14 @@ _DISTILL_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "cpu": {
         "krr_st": dict(num_steps=1500, batch_size=256, lr=1e-3, lr_final_factor=1e-3, bases=False,
-                       views=("identity",), pool_arch="convnet3_s", pool_size=4, pool_online_steps=100, amp=True),
+                       views=("identity",), pool_arch="convnet3_s", pool_size=4, pool_online_steps=100, amp=None),
         "boost": dict(num_steps=1500, batch_size=256, lr=1e-3, lr_final_factor=0.0, pool_arch="convnet3_s",
-                      pool_size=4, pool_online_steps=100, amp=True),
+                      pool_size=4, pool_online_steps=100, amp=None),
     },
 }
 _EVAL_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    "cpu": dict(arch="convnet3_s", amp=True),
+    "cpu": dict(arch="convnet3_s", amp=None),
 }
 #: 64-px sources use the 4-block nets (method.md §5.6)
 _WIDE_POOL = {"convnet3": "convnet4", "convnet3_s": "convnet4_s"}

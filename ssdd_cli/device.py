@@ -35,9 +35,29 @@ def resolve_device(spec: str | None = "auto") -> torch.device:
     return dev
 
 
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[object]:
-    """Mixed-precision context: bf16 on CPU (AMX units), bf16 on CUDA; a no-op when disabled."""
-    if not enabled:
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds ``device`` up rather than slowing it down.
+
+    CUDA: devices with native bf16 (Ampere and later). CPU: only with AMX tiles or AVX512-BF16; on
+    other CPUs (e.g. AVX2-only) bf16 convolutions are emulated and run many times slower than fp32.
+    """
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+        return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return False
+
+
+def use_amp(device: torch.device, enabled: bool | None) -> bool:
+    """Resolve an ``amp`` setting: ``True``/``False`` as given, ``None`` ("auto") to :func:`bf16_is_fast`."""
+    return bf16_is_fast(device) if enabled is None else bool(enabled)
+
+
+def autocast(device: torch.device, enabled: bool | None) -> contextlib.AbstractContextManager[object]:
+    """Mixed-precision context: bf16 autocast when ``enabled`` (``None``: only where bf16 is fast)."""
+    if not use_amp(device, enabled):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 

@@ -45,7 +45,7 @@ class TeacherConfig:
     projector_dim: int = 2048  # hidden and output width of the 3-layer projector
     lambd: float = 0.0051  # off-diagonal weight
     scale_loss: float = 0.1
-    amp: bool = False  # bf16 autocast (CPU AMX / CUDA)
+    amp: bool | None = False  # bf16 autocast; None: where bf16 is fast (CPU AMX, CUDA)
     max_minutes: float | None = None  # stop early after this wall time
     seed: int = 0
 
@@ -102,13 +102,13 @@ class Teacher:
         return self
 
     @torch.no_grad()
-    def represent_normalized(self, x: torch.Tensor, amp: bool = False) -> torch.Tensor:
+    def represent_normalized(self, x: torch.Tensor, amp: bool | None = False) -> torch.Tensor:
         """Representations ``(B, D)`` float32 of already-normalised images."""
         with autocast(x.device, amp):
             return self.model.represent(x.contiguous(memory_format=torch.channels_last)).float()
 
     @torch.no_grad()
-    def represent(self, images: torch.Tensor, *, batch_size: int = 1024, amp: bool = False,
+    def represent(self, images: torch.Tensor, *, batch_size: int = 1024, amp: bool | None = False,
                   reporter: ProgressReporter | None = None) -> torch.Tensor:
         """Representations of raw images (uint8 ``[0,255]`` or float ``[0,1]``), in batches."""
         dev = self.device

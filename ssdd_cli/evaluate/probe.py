@@ -23,7 +23,7 @@ def extract_features(
     std: tuple[float, ...],
     device: torch.device,
     batch_size: int = 1000,
-    amp: bool = False,
+    amp: bool | None = False,
 ) -> torch.Tensor:
     """Features ``(n, p)`` float32 of uint8 images (normalised, no augmentation), on the CPU."""
     out = []

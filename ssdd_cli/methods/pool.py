@@ -36,7 +36,7 @@ class ModelPool:
         reset_bug: bool = False,
         seed: int = 0,
         device: torch.device,
-        amp: bool = False,
+        amp: bool | None = False,
     ) -> None:
         self.arch, self.image_size, self.out_dim = arch, image_size, out_dim
         self.size, self.online_steps = size, online_steps
