@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ssdd_cli import __version__, api
+from ssdd_cli.device import bf16_is_fast
 from ssdd_cli.config import distill_config, eval_config
 
 
@@ -58,6 +59,7 @@ def main() -> None:
     record: dict = {
         "name": "quality", "dataset": data.name, "budget": args.budget, "arch": args.arch, "device": str(dev),
         "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "bf16_fast": bf16_is_fast(dev),
         "torch": torch.__version__, "ssdd": __version__, "teacher": teacher.describe(),
         "params": vars(args), "runs": [],
     }
@@ -87,7 +89,8 @@ def main() -> None:
                 xs, ys = xs.detach(), ys.detach()
                 info.update(steps=steps, distill_seconds=round(res.seconds, 1), first_loss=res.meta["fit"]["first_loss"],
                             final_loss=res.meta["fit"]["final_loss"], storage=res.meta["storage"]["cost"],
-                            approx=res.meta["fit"]["approx"], pairs=int(xs.shape[0]))
+                            approx=res.meta["fit"]["approx"], drift=res.meta["fit"]["drift"],
+                            pairs=int(xs.shape[0]))
             acc = api.evaluate_pairs(xs, ys, data, ecfg, seed=seed, device=dev)
             info.update(accuracy=acc, seconds=round(time.perf_counter() - t1, 1))
             record["runs"].append(info)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from ssdd_cli import __version__, api
 from ssdd_cli.bundle import Bundle
 from ssdd_cli.config import distill_config
-from ssdd_cli.device import sync
+from ssdd_cli.device import bf16_is_fast, sync
 from ssdd_cli.models import create_model
 from ssdd_cli.teacher import Teacher
 
@@ -70,6 +71,8 @@ def main() -> None:
                  "s_std": statistics.pstdev(times)})
     print(json.dumps(rows[-1]), flush=True)
     record = {"name": "speed", "device": str(dev), "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "cpu": platform.processor() or platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "bf16_fast": bf16_is_fast(dev),
               "ssdd": __version__, "params": vars(args), "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1))

@@ -307,7 +307,7 @@ def distill(
         fit = result.meta["fit"]
         summary = {"output": str(output), "method": cfg.method, "steps": fit["steps_done"], "seconds": round(result.seconds, 1),
                    "first_loss": fit["first_loss"], "final_loss": fit["final_loss"], "storage": result.meta["storage"],
-                   "approx_fit": fit["approx"]}
+                   "approx_fit": fit["approx"], "drift": fit.get("drift")}
         if json_out:
             out.print_json(json.dumps(summary))
             return

@@ -65,6 +65,13 @@ def test_distillation_changes_the_set(tiny_results, tiny_data, tiny_teacher) -> 
     init = distill(tiny_data, tiny_teacher, tiny_distill_config("krr_st", num_steps=0), device=CPU)
     assert init.meta["fit"]["steps_done"] == 0
     assert not torch.equal(init.tensors["images"], tiny_results["krr_st"].tensors["images"])
+    # the reported drift is the relative change of the support set, zero without steps
+    assert init.meta["fit"]["drift"] == {"images": 0.0, "targets": 0.0}
+    done = tiny_results["krr_st"]
+    x0, x1 = init.tensors["images"].double(), done.tensors["images"].double()
+    expected = float((x1 - x0).norm() / x0.norm())
+    assert done.meta["fit"]["drift"]["images"] == pytest.approx(expected, rel=1e-3, abs=1e-5)
+    assert done.meta["fit"]["drift"]["targets"] > 0
 
 
 @pytest.mark.parametrize("method", ["krr_st", "boost"])

@@ -196,6 +196,12 @@ def distill(
     result = fit(step, opt, config.num_steps, scheduler=sched, after_step=after, grad_clip=config.grad_clip,
                  reporter=reporter, name=f"distill {config.method}", log_every=10, max_seconds=max_s) \
         if config.num_steps > 0 else None
+    with torch.no_grad():
+        xs1, ys1 = synth.support()
+        # How far the outer loop moved the support set from its initialisation (relative Frobenius norm):
+        # a diagnostic for "did distillation change anything", reported by `ssdd distill --json`.
+        drift = {"images": float((xs1 - xs0).norm() / xs0.norm().clamp_min(1e-12)),
+                 "targets": float((ys1 - ys0).norm() / ys0.norm().clamp_min(1e-12))}
     synth = synth.cpu()
     if config.method == "boost" and config.approx and len(synth.views) > 1 and not joint:
         synth, approx_fit = fit_approx_networks(synth, config.approx_hidden, config.approx_steps, config.approx_lr,
@@ -224,7 +230,7 @@ def distill(
         "counts": {"m": size.num_images, "U": size.image_rank, "V": size.repr_rank,
                    "k": size.approx_hidden if config.approx else 0, "views": len(synth.views)},
         "seed": str(config.seed),
-        "fit": {"approx": approx_fit, "init": init_stats,
+        "fit": {"approx": approx_fit, "init": init_stats, "drift": {k: round(v, 5) for k, v in drift.items()},
                 "steps_done": result.steps if result else 0,
                 "final_loss": result.final_loss if result else None,
                 "first_loss": result.losses[0] if result and result.losses else None,
