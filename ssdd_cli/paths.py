@@ -12,6 +12,17 @@ from pathlib import Path
 from .errors import OutputError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _default_mode(path: str | Path, directory: bool) -> None:
+    """Give a temporary file or folder the permissions a plain ``open``/``mkdir`` would (mkstemp uses 0600)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def check_output(path: str | Path, overwrite: bool, *, kind: str = "file") -> Path:
     """Validate an output path before any work starts.
 
@@ -43,6 +54,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        _default_mode(tmp, directory=False)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -58,6 +70,7 @@ def atomic_dir(path: str | Path, overwrite: bool) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        _default_mode(tmp, directory=True)
         if path.exists() and overwrite:
             if path.is_dir():
                 shutil.rmtree(path)

@@ -191,3 +191,16 @@ def test_failed_save_leaves_nothing(tiny_results, tmp_path: Path, monkeypatch: p
     with pytest.raises(OutputError, match="disk full"):
         save_bundle(tmp_path / "b.safetensors", res.tensors, res.meta)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_written_files_get_umask_permissions(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Atomic writes go through a 0600 temporary file; the result has the usual umask-derived mode."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "perm.safetensors"
+        save_bundle(out, tiny_results["krr_st"].tensors, tiny_results["krr_st"].meta)
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644
