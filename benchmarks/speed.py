@@ -32,15 +32,18 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", choices=["auto", "both", "fp32"], default="auto",
+                    help="auto: fp32, plus bf16 where the hardware runs it fast; both: always time bf16 too")
     ap.add_argument("--out", default="benchmarks/results/speed.json")
     args = ap.parse_args()
     dev = api.resolve_device(args.device)
     data = api.load_dataset("shapes")
     teacher = Teacher(create_model("convnet4_s", image_size=32, seed=0), arch="convnet4_s", image_size=32,
                       mean=data.mean, std=data.std).to(dev)
+    amps = [False] + ([True] if args.precision == "both" or (args.precision == "auto" and bf16_is_fast(dev)) else [])
     rows = []
     for method in ("krr_st", "boost"):
-        for amp in (False, True):
+        for amp in amps:
             per_step = []
             for rep in range(args.repeats):
                 base = dict(budget=args.budget, batch_size=args.batch_size, amp=amp, seed=rep)

@@ -311,9 +311,13 @@ def distill(
         if json_out:
             out.print_json(json.dumps(summary))
             return
+        drift = fit.get("drift") or {}
         msg = (f"wrote {output}: {fit['steps_done']:,} steps in {result.seconds:.0f} s, outer loss "
-               f"{fit['first_loss']} → {fit['final_loss']}" if fit["steps_done"] else f"wrote {output} (0 steps)")
+               f"{fit['first_loss']:.4g} → {fit['final_loss']:.4g}" if fit["steps_done"] else f"wrote {output} (0 steps)")
         out.print(msg, highlight=False)
+        if fit["steps_done"]:
+            out.print(f"  support moved {100 * drift.get('images', 0):.1f}% (images), {100 * drift.get('targets', 0):.1f}% "
+                      "(targets) from its initialisation", highlight=False)
         for view, rel in fit["approx"].items():
             out.print(f"  approximation network {view}: relative error {rel['relative_error']:.3f} (1.0 = predicting no shift)")
 
