@@ -1,4 +1,4 @@
-"""Speed benchmark: seconds per outer step (KRR-ST, Boost), pool warm-up, and expansion throughput.
+"""Speed benchmark: seconds per outer step (KRR-ST, Boost), pool warm-up, expansion throughput, PCA.
 
 Runs on the built-in `shapes` data (no download) with a freshly initialised CPU-preset teacher, so
 it measures compute only. Prints a table and writes JSON.
@@ -21,8 +21,29 @@ from ssdd_cli import __version__, api
 from ssdd_cli.bundle import Bundle
 from ssdd_cli.config import distill_config
 from ssdd_cli.device import bf16_is_fast, sync
+from ssdd_cli.methods.init import downsample_flat
+from ssdd_cli.methods.pca import pca
 from ssdd_cli.models import create_model
 from ssdd_cli.teacher import Teacher
+
+
+def _time_pca(n: int, repeats: int, dev: torch.device) -> list[dict]:
+    """Image-basis PCA as Boost's initialisation runs it: n CIFAR-sized images, streamed in chunks."""
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    rows = []
+    for side, rank in ((16, 200), (32, 200)):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            pca(lambda: downsample_flat(images, side, mean, std), rank, dim=3 * side * side, device=dev)
+            sync(dev)
+            times.append(time.perf_counter() - t0)
+        rows.append({"what": f"PCA {n:,} images at {side}px (U={rank})", "pairs": n,
+                     "s_mean": statistics.fmean(times), "s_std": statistics.pstdev(times)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def main() -> None:
@@ -36,15 +57,22 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", choices=["auto", "both", "fp32"], default="auto",
                     help="auto: fp32, plus bf16 where the hardware runs it fast; both: always time bf16 too")
+    ap.add_argument("--parts", default="krr_st,boost,expand,pca",
+                    help="comma-separated subset of krr_st, boost, expand, pca")
+    ap.add_argument("--pca-images", type=int, default=50_000, help="images in the PCA timing (CIFAR train size)")
     ap.add_argument("--out", default="benchmarks/results/speed.json")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    unknown = parts - {"krr_st", "boost", "expand", "pca"}
+    if unknown:
+        ap.error(f"unknown --parts {sorted(unknown)}; choose from krr_st, boost, expand, pca")
     dev = api.resolve_device(args.device)
     data = api.load_dataset("shapes")
     teacher = Teacher(create_model("convnet4_s", image_size=32, seed=0), arch="convnet4_s", image_size=32,
                       mean=data.mean, std=data.std).to(dev)
     amps = [False] + ([True] if args.precision == "both" or (args.precision == "auto" and bf16_is_fast(dev)) else [])
     rows = []
-    for method in ("krr_st", "boost"):
+    for method in [m for m in ("krr_st", "boost") if m in parts]:
         for amp in amps:
             per_step = []
             for rep in range(args.repeats):
@@ -61,24 +89,27 @@ def main() -> None:
                          "s_mean": statistics.fmean(per_step), "s_std": statistics.pstdev(per_step),
                          "setup_s": round(warm.seconds, 2)})
             print(json.dumps(rows[-1]), flush=True)
-    # expansion throughput: a Boost-style bundle with m = 25,000 images x 4 views = 100,000 pairs
-    res = api.distill(data, teacher, distill_config("boost", "cpu", 32, budget=args.budget, num_steps=0,
-                                                    pool_online_steps=args.pool_online_steps), device=dev)
-    t = dict(res.tensors)
-    m = 25_000
-    gen = torch.Generator().manual_seed(0)
-    t["image_coeffs"] = torch.randn(m, t["image_coeffs"].shape[1], generator=gen)
-    t["repr_coeffs"] = torch.randn(m, t["repr_coeffs"].shape[1], generator=gen)
-    bundle = Bundle(t, dict(res.meta))
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        xs, ys = api.expand_pairs(bundle, device=dev)
-        sync(dev)
-        times.append(time.perf_counter() - t0)
-    rows.append({"what": "expand 100,000 pairs (32px)", "pairs": int(xs.shape[0]), "s_mean": statistics.fmean(times),
-                 "s_std": statistics.pstdev(times)})
-    print(json.dumps(rows[-1]), flush=True)
+    if "expand" in parts:
+        # expansion throughput: a Boost-style bundle with m = 25,000 images x 4 views = 100,000 pairs
+        res = api.distill(data, teacher, distill_config("boost", "cpu", 32, budget=args.budget, num_steps=0,
+                                                        pool_online_steps=args.pool_online_steps), device=dev)
+        t = dict(res.tensors)
+        m = 25_000
+        gen = torch.Generator().manual_seed(0)
+        t["image_coeffs"] = torch.randn(m, t["image_coeffs"].shape[1], generator=gen)
+        t["repr_coeffs"] = torch.randn(m, t["repr_coeffs"].shape[1], generator=gen)
+        bundle = Bundle(t, dict(res.meta))
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            xs, ys = api.expand_pairs(bundle, device=dev)
+            sync(dev)
+            times.append(time.perf_counter() - t0)
+        rows.append({"what": "expand 100,000 pairs (32px)", "pairs": int(xs.shape[0]), "s_mean": statistics.fmean(times),
+                     "s_std": statistics.pstdev(times)})
+        print(json.dumps(rows[-1]), flush=True)
+    if "pca" in parts:
+        rows.extend(_time_pca(args.pca_images, args.repeats, dev))
     record = {"name": "speed", "device": str(dev), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "cpu": platform.processor() or platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
               "bf16_fast": bf16_is_fast(dev),

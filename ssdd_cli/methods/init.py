@@ -44,8 +44,9 @@ def init_pixels(
     )
 
 
-def _downsampled(images: torch.Tensor, side: int, mean: tuple[float, ...], std: tuple[float, ...],
-                 chunk: int = 4096) -> Iterator[torch.Tensor]:
+def downsample_flat(images: torch.Tensor, side: int, mean: tuple[float, ...], std: tuple[float, ...],
+                    chunk: int = 4096) -> Iterator[torch.Tensor]:
+    """Normalised images resized to ``side`` and flattened, in chunks of ``chunk`` rows (bounded memory)."""
     for i in range(0, images.shape[0], chunk):
         x = augment.normalize(augment.to_float(images[i : i + chunk]), mean, std)
         if side != x.shape[-1]:
@@ -83,7 +84,7 @@ def init_bases(
     side, u, v = size.basis_size, size.image_rank, size.repr_rank
     p, d = c * side * side, train_reprs.shape[1]
     raw = augment.to_float(train_images[chosen])
-    small = next(_downsampled(train_images[chosen], side, mean, std, chunk=len(chosen)))  # (m, P)
+    small = next(downsample_flat(train_images[chosen], side, mean, std, chunk=len(chosen)))  # (m, P)
     reps = view_targets(teacher, raw, config.views)
     if config.init == "random":
         mu_x = torch.zeros(p)
@@ -92,9 +93,9 @@ def init_bases(
         b_y = torch.linalg.qr(torch.randn(d, v, generator=gen))[0].T.contiguous()
         stats = {"image_explained": float("nan"), "repr_explained": float("nan")}
     else:
-        mu_x, b_x, ev_x = pca(lambda: _downsampled(train_images, side, mean, std), u, dim=p)
+        mu_x, b_x, ev_x = pca(lambda: downsample_flat(train_images, side, mean, std), u, dim=p)
         mu_y, b_y, ev_y = pca(lambda: iter(train_reprs.split(8192)), v, dim=d)
-        tot_x = sum(float(((x - mu_x) ** 2).sum()) for x in _downsampled(train_images, side, mean, std))
+        tot_x = sum(float(((x - mu_x) ** 2).sum()) for x in downsample_flat(train_images, side, mean, std))
         tot_x /= train_images.shape[0] - 1
         tot_y = float(train_reprs.var(0).sum())
         stats = {"image_explained": float(ev_x.sum()) / tot_x, "repr_explained": float(ev_y.sum()) / tot_y}
