@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--arch", default="convnet3_s")
     ap.add_argument("--methods", default="random,krr_st,boost")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="pool ConvNets and evaluation: auto (bf16 where it is fast, the cpu preset), or force one")
     ap.add_argument("--out", default="benchmarks/results/quality.json")
     args = ap.parse_args()
 
@@ -52,7 +54,8 @@ def main() -> None:
     if not tpath.exists():
         raise SystemExit(f"no teacher at {tpath}; run: ssdd teacher {args.dataset} --preset cpu --data-root {args.data_root}")
     teacher = api.load_teacher(tpath, dev)
-    ecfg = eval_config("cpu", arch=args.arch, pretrain_epochs=args.epochs, probe_steps=args.probe_steps)
+    amp = {"auto": None, "fp32": False, "bf16": True}[args.precision]  # None keeps the preset's choice
+    ecfg = eval_config("cpu", arch=args.arch, pretrain_epochs=args.epochs, probe_steps=args.probe_steps, amp=amp)
     methods = args.methods.split(",")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +72,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     floor = api.evaluate_pairs(torch.zeros(1, 3, data.image_size, data.image_size), torch.zeros(1, teacher.repr_dim),
-                               data, eval_config("cpu", arch=args.arch, pretrain_epochs=0, probe_steps=args.probe_steps),
+                               data, eval_config("cpu", arch=args.arch, pretrain_epochs=0, probe_steps=args.probe_steps, amp=amp),
                                seed=0, device=dev)
     record["floor"] = floor
     record["teacher_probe"] = api.teacher_probe_accuracy(teacher, data, ecfg, device=dev)
@@ -83,7 +86,8 @@ def main() -> None:
                 xs, ys = api.random_baseline(data, teacher, args.budget, seed=seed, device=dev)
             else:
                 steps = args.krr_steps if method == "krr_st" else args.boost_steps
-                cfg = distill_config(method, "cpu", data.image_size, budget=args.budget, num_steps=steps, seed=seed)
+                cfg = distill_config(method, "cpu", data.image_size, budget=args.budget, num_steps=steps, seed=seed,
+                                      amp=amp)
                 res = api.distill(data, teacher, cfg, device=dev)
                 xs, ys = res.synthetic.support()
                 xs, ys = xs.detach(), ys.detach()
