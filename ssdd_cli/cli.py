@@ -198,6 +198,10 @@ def teacher(
             api.save_teacher(t, output, overwrite=overwrite)
             err.print(f"imported {import_ckpt} ({t.meta['origin']}, {t.arch}, {t.repr_dim}-d) → {output}")
             return
+        if arch is not None:
+            from .models import check_model_name
+
+            check_model_name(arch)  # before the dataset loads
         data = _load_data(dataset, data_root, cache_dir, image_size, classes, download, rep)
         target = output or api.default_teacher_path(data.name, data.image_size, cache_dir)
         check_output(target, overwrite)
@@ -280,6 +284,10 @@ def distill(
         dev = api.resolve_device(device)
         if no_aug:
             views = "identity"
+        if pool_arch is not None:
+            from .models import check_model_name
+
+            check_model_name(pool_arch)  # before the dataset loads
         data = _load_data(dataset, data_root, cache_dir, image_size, classes, download, rep)
         cfg = api.distill_config(
             method.value, preset.value, data.image_size, budget=budget, num_steps=steps, max_minutes=minutes, lr=lr,
@@ -441,6 +449,12 @@ def evaluate(
 
         if json_path is not None:
             check_output(json_path, overwrite)
+        from .models import check_model_name
+
+        # Settings first: a typo in --arch should not wait for the datasets to load.
+        cfg = api.eval_config(preset.value, arch=arch, pretrain_epochs=epochs, probe_steps=probe_steps, num_seeds=seeds,
+                              amp=amp, seed=seed)
+        check_model_name(cfg.arch)
         dev = api.resolve_device(device)
         b = api.load_bundle(bundle) if bundle is not None else None
         if b is None and baseline == Baseline.none:
@@ -467,8 +481,6 @@ def evaluate(
                 raise ConfigError("--baseline random needs --budget N (or a bundle)")
             api.check_budget(n)
             src = tgt if src_name == tgt_name else _load_data(src_name, data_root, cache_dir, size, None, download, rep)
-        cfg = api.eval_config(preset.value, arch=arch, pretrain_epochs=epochs, probe_steps=probe_steps, num_seeds=seeds,
-                              amp=amp, seed=seed)
         err.print(f"evaluating on {tgt.name} with {cfg.arch}: {cfg.pretrain_epochs} pretraining epochs, "
                   f"{cfg.probe_steps} probe steps, {cfg.num_seeds} seed(s), device {dev}")
         report = api.evaluate(tgt, cfg, device=dev, bundle=b, baseline_source=src, baseline_budget=n if src else None,

@@ -38,10 +38,19 @@ def check_output(path: str | Path, overwrite: bool, *, kind: str = "file") -> Pa
     probe = parent
     while not probe.exists():
         probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"cannot create {parent}: {probe} is a file")
     if not os.access(probe, os.W_OK):
         raise OutputError(f"cannot write to {parent} (permission denied); choose a writable location")
-    if probe.exists() and not probe.is_dir():
-        raise OutputError(f"cannot create {parent}: {probe} is a file")
+    # os.access trusts permission bits, which root bypasses; a read-only mount or a pseudo file
+    # system only shows itself when a file is actually created.
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".ssdd-write-check.", dir=probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {parent}: creating a file in {probe} failed ({exc.strerror or exc}); "
+                          "choose a writable location") from None
+    os.close(fd)
+    os.unlink(tmp)
     return path
 
 

@@ -222,6 +222,23 @@ def test_output_under_a_file(in_pipeline: Path, tmp_path: Path) -> None:
     fails(invoke("expand", "b.safetensors", "-o", str(blocker / "dir")), 7, "is a file")
 
 
+def test_unwritable_output_fails_before_work(in_pipeline: Path, tmp_path: Path) -> None:
+    # Root ignores permission bits, so a read-only folder is not a portable test; /proc refuses new
+    # files to everyone on Linux, and a folder with no write bit stops other users.
+    if os.geteuid() == 0:
+        if not Path("/proc/self").is_dir():
+            pytest.skip("needs /proc when running as root")
+        target = Path("/proc") / "ssdd-test" / "x.safetensors"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = locked / "x.safetensors"
+    out = fails(invoke("distill", "shapes", "--teacher", "t.safetensors", *TINY_DISTILL, "-o", str(target)), 7,
+                "cannot write")
+    assert "writable location" in out
+    assert not target.exists()
+
+
 def test_unknown_view(in_pipeline: Path, tmp_path: Path) -> None:
     out = tmp_path / "x.safetensors"
     fails(invoke("distill", "shapes", "--teacher", "t.safetensors", *TINY_DISTILL, "--views", "identity,rot45",

@@ -32,3 +32,10 @@ def test_each_module_imports_first() -> None:
     proc = subprocess.run([sys.executable, "-c", SCRIPT, *MODULES], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", proc.stdout
+
+
+def test_cli_module_does_not_import_torch() -> None:
+    # `ssdd --help` and argument errors stay instant: torch loads only when a command runs.
+    code = "import sys, ssdd_cli.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"

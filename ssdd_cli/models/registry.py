@@ -75,6 +75,18 @@ def model_descriptions() -> dict[str, str]:
     return {name: _REGISTRY[name].description for name in list_models()}
 
 
+def check_model_name(name: str) -> str:
+    """Registry key of ``name`` (case and ``-``/``_`` insensitive).
+
+    Raises:
+        ConfigError: unknown architecture, naming the registered ones.
+    """
+    key = name.lower().replace("-", "_")
+    if key not in _REGISTRY:
+        raise ConfigError(f"unknown architecture {name!r}; choose one of: {', '.join(list_models())}")
+    return key
+
+
 def create_model(
     name: str,
     *,
@@ -95,10 +107,7 @@ def create_model(
     Raises:
         ConfigError: unknown architecture.
     """
-    key = name.lower().replace("-", "_")
-    if key not in _REGISTRY:
-        raise ConfigError(f"unknown architecture {name!r}; choose one of: {', '.join(list_models())}")
-    build = _REGISTRY[key].builder
+    build = _REGISTRY[check_model_name(name)].builder
     if seed is None:
         return build(image_size=image_size, out_dim=out_dim, in_channels=in_channels)
     with torch.random.fork_rng(devices=[]):
