@@ -21,15 +21,17 @@ from pathlib import Path
 import torch
 
 from ssdd_cli import __version__, api
-from ssdd_cli.device import bf16_is_fast
 from ssdd_cli.config import distill_config, eval_config
+from ssdd_cli.device import bf16_is_fast
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def main() -> None:
+    """Run the paired-seed comparison, print the table and write the JSON record."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="cifar100")
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"))
@@ -108,7 +110,7 @@ def main() -> None:
     paired = {}
     for a, b in (("krr_st", "random"), ("boost", "random"), ("boost", "krr_st")):
         if a in by and b in by:
-            d = [x - y for x, y in zip(by[a], by[b])]
+            d = [x - y for x, y in zip(by[a], by[b], strict=True)]
             mu, sd = mean_std(d)
             paired[f"{a}-{b}"] = {"mean": round(mu, 2), "std": round(sd, 2), "per_seed": [round(v, 2) for v in d]}
     record.update(summary=rows, paired=paired, wall_s=round(time.perf_counter() - t0, 1))

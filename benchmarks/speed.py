@@ -37,7 +37,7 @@ def _time_pca(n: int, repeats: int, dev: torch.device) -> list[dict]:
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            pca(lambda: downsample_flat(images, side, mean, std), rank, dim=3 * side * side, device=dev)
+            pca(lambda side=side: downsample_flat(images, side, mean, std), rank, dim=3 * side * side, device=dev)
             sync(dev)
             times.append(time.perf_counter() - t0)
         rows.append({"what": f"PCA {n:,} images at {side}px (U={rank})", "pairs": n,
@@ -47,6 +47,7 @@ def _time_pca(n: int, repeats: int, dev: torch.device) -> list[dict]:
 
 
 def main() -> None:
+    """Time each part named by --parts, print the table and write the JSON record."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--budget", type=int, default=100)

@@ -1,6 +1,6 @@
 """The pipeline through the Python API, at toy size on the built-in `shapes` data (about a minute on CPU).
 
-    python examples/python_api.py [--steps 30] [--out example-out]
+python examples/python_api.py [--steps 30] [--out example-out]
 """
 
 from __future__ import annotations

@@ -296,7 +296,7 @@ def evaluate(
         first = report.rows[0]
         for row in report.rows[1:]:
             if len(row.accuracies) == len(seeds) and not row.name.startswith("teacher"):
-                report.paired[f"{first.name} - {row.name}"] = [a - b for a, b in zip(first.accuracies, row.accuracies)]
+                report.paired[f"{first.name} - {row.name}"] = [a - b for a, b in zip(first.accuracies, row.accuracies, strict=True)]
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -55,7 +55,7 @@ def test_views_are_differentiable() -> None:
 
 
 def test_parse_views() -> None:
-    """identity goes first (added when missing), combinations are kept, lists and strings both work."""
+    """Identity goes first (added when missing), combinations are kept, lists and strings both work."""
     assert parse_views("rot90,identity,rot180") == ("identity", "rot90", "rot180")
     assert parse_views("rot90") == ("identity", "rot90")
     assert parse_views(["identity", "hflip+rot90"]) == ("identity", "hflip+rot90")
@@ -129,7 +129,7 @@ def test_random_flip_extremes() -> None:
 
 
 def test_normalize_round_trip() -> None:
-    """normalize then denormalize is the identity (up to float rounding); normalize uses the channel stats."""
+    """Normalize then denormalize is the identity (up to float rounding); normalize uses the channel stats."""
     x = _images()
     mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 2.0)
     n = augment.normalize(x, mean, std)

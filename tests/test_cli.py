@@ -138,7 +138,7 @@ def test_expand(in_pipeline: Path, tmp_path: Path) -> None:
 
 
 def test_evaluate(in_pipeline: Path, tmp_path: Path) -> None:
-    """evaluate with the random baseline writes a JSON report with the bundle, random, floor and teacher rows."""
+    """Evaluate with the random baseline writes a JSON report with the bundle, random, floor and teacher rows."""
     report = tmp_path / "r.json"
     res = invoke("evaluate", "b.safetensors", "--arch", "convnet2_xs", "--epochs", "1", "--probe-steps", "5",
                  "--baseline", "random", "--json", str(report), "--device", "cpu")

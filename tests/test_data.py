@@ -352,7 +352,7 @@ def test_cifar_image_folder_under_data_root_uses_reference_stats(tmp_path: Path)
 
 
 def test_cifar_torchvision_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """torchvision's CIFAR files are read without download and converted to CHW."""
+    """Torchvision's CIFAR files are read without download and converted to CHW."""
     import torchvision
 
     gen = np.random.default_rng(0)

@@ -85,7 +85,7 @@ def test_gradients_are_finite() -> None:
 
 
 def test_mse() -> None:
-    """mse is the mean over every entry."""
+    """Mse is the mean over every entry."""
     a = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     b = torch.tensor([[1.0, 0.0], [0.0, 4.0]])
     assert float(mse(a, b)) == pytest.approx((4 + 9) / 4)

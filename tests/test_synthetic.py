@@ -32,7 +32,7 @@ def basis_set(views=VIEWS, freeze_means: bool = False, approx: bool = False, see
 
 
 def test_decode_matches_formula() -> None:
-    """x = Up(reshape(μ_x + C_x B_x)) with bilinear, align_corners=False; y = μ_y + C_y B_y."""
+    """X = Up(reshape(μ_x + C_x B_x)) with bilinear, align_corners=False; y = μ_y + C_y B_y."""
     s = basis_set()
     with torch.no_grad():
         flat = s.image_mean + s.image_coeffs @ s.image_basis

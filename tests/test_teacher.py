@@ -167,9 +167,9 @@ def test_train_teacher_rejects_small_datasets(tiny_data) -> None:  # type: ignor
 
 def test_bundle_is_not_a_teacher(tmp_path: Path, tiny_data, tiny_teacher) -> None:  # type: ignore[no-untyped-def]
     """Loading a bundle as a teacher raises BundleError saying it is a bundle; garbage too."""
+    from ssdd_cli.bundle import save_bundle
     from ssdd_cli.config import distill_config
     from ssdd_cli.methods.distill import distill
-    from ssdd_cli.bundle import save_bundle
 
     cfg = distill_config("krr-st", budget=4, num_steps=0, pool_arch="convnet2_xs", pool_size=1, pool_online_steps=2,
                          batch_size=8)

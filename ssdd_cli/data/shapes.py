@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+
 import torch
 
 from ssdd_cli.data.base import ImageDataset

@@ -74,7 +74,8 @@ def init_bases(
         teacher: the teacher (for the rotated views' targets).
         size: ``m, U, V, k`` and the basis side.
         config: distillation config (views, init).
-        mean, std: source normalisation.
+        mean: per-channel mean of the source normalisation.
+        std: per-channel standard deviation of the source normalisation.
         gen: generator for the random-init ablation.
 
     Returns:
@@ -139,7 +140,7 @@ def fit_approx_networks(
             torch.manual_seed(derive_seed(seed, f"approx-{view}"))
             net = ApproxNet(base.shape[1], hidden).to(base.device)
         opt = make_optimizer("adam", net.parameters(), lr)
-        fit(lambda _: mse(net(base), target), opt, steps, log_every=max(steps, 1))
+        fit(lambda _, net=net, target=target: mse(net(base), target), opt, steps, log_every=max(steps, 1))
         with torch.no_grad():
             err = float((net(base) - target).pow(2).sum() / target.pow(2).sum().clamp(min=1e-12))
         nets[view] = net.cpu()

@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-from torch import nn
 import torch
+from torch import nn
 
 from .registry import Backbone, register_model
 
