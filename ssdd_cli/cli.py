@@ -118,6 +118,14 @@ def main(
     """Self-supervised dataset distillation."""
 
 
+def _check_arch(name: str | None) -> None:
+    """Refuse an unknown architecture before any dataset loads (a typo should fail at once)."""
+    if name is not None:
+        from .models import check_model_name
+
+        check_model_name(name)
+
+
 def _load_data(name: str, data_root: Path | None, cache: Path | None, image_size: int | None,
                classes: str | None, download: bool, reporter: Any) -> Any:
     from .api import load_dataset
@@ -198,10 +206,7 @@ def teacher(
             api.save_teacher(t, output, overwrite=overwrite)
             err.print(f"imported {import_ckpt} ({t.meta['origin']}, {t.arch}, {t.repr_dim}-d) → {output}")
             return
-        if arch is not None:
-            from .models import check_model_name
-
-            check_model_name(arch)  # before the dataset loads
+        _check_arch(arch)
         data = _load_data(dataset, data_root, cache_dir, image_size, classes, download, rep)
         target = output or api.default_teacher_path(data.name, data.image_size, cache_dir)
         check_output(target, overwrite)
@@ -284,10 +289,7 @@ def distill(
         dev = api.resolve_device(device)
         if no_aug:
             views = "identity"
-        if pool_arch is not None:
-            from .models import check_model_name
-
-            check_model_name(pool_arch)  # before the dataset loads
+        _check_arch(pool_arch)
         data = _load_data(dataset, data_root, cache_dir, image_size, classes, download, rep)
         cfg = api.distill_config(
             method.value, preset.value, data.image_size, budget=budget, num_steps=steps, max_minutes=minutes, lr=lr,
@@ -449,12 +451,9 @@ def evaluate(
 
         if json_path is not None:
             check_output(json_path, overwrite)
-        from .models import check_model_name
-
-        # Settings first: a typo in --arch should not wait for the datasets to load.
         cfg = api.eval_config(preset.value, arch=arch, pretrain_epochs=epochs, probe_steps=probe_steps, num_seeds=seeds,
                               amp=amp, seed=seed)
-        check_model_name(cfg.arch)
+        _check_arch(cfg.arch)
         dev = api.resolve_device(device)
         b = api.load_bundle(bundle) if bundle is not None else None
         if b is None and baseline == Baseline.none:
