@@ -84,19 +84,16 @@ def main() -> None:
         for method in methods:
             t1 = time.perf_counter()
             info: dict = {"seed": seed, "method": method}
-            if method == "random":
-                xs, ys = api.random_baseline(data, teacher, args.budget, seed=seed, device=dev)
-            else:
-                steps = args.krr_steps if method == "krr_st" else args.boost_steps
-                cfg = distill_config(method, "cpu", data.image_size, budget=args.budget, num_steps=steps, seed=seed,
-                                      amp=amp)
-                res = api.distill(data, teacher, cfg, device=dev)
+            steps = {"krr_st": args.krr_steps, "boost": args.boost_steps}.get(method)  # random: no outer loop
+            cfg = distill_config(method, "cpu", data.image_size, budget=args.budget, num_steps=steps, seed=seed, amp=amp)
+            res = api.distill(data, teacher, cfg, device=dev)
+            with torch.no_grad():
                 xs, ys = res.synthetic.support()
-                xs, ys = xs.detach(), ys.detach()
-                info.update(steps=steps, distill_seconds=round(res.seconds, 1), first_loss=res.meta["fit"]["first_loss"],
-                            final_loss=res.meta["fit"]["final_loss"], storage=res.meta["storage"]["cost"],
-                            approx=res.meta["fit"]["approx"], drift=res.meta["fit"]["drift"],
-                            pairs=int(xs.shape[0]))
+            fit = res.meta.fit
+            if fit["steps_done"]:
+                info.update(steps=steps, distill_seconds=round(res.seconds, 1), first_loss=fit["first_loss"],
+                            final_loss=fit["final_loss"], storage=res.meta.storage["cost"], approx=fit["approx"],
+                            drift=fit["drift"], pairs=int(xs.shape[0]))
             acc = api.evaluate_pairs(xs, ys, data, ecfg, seed=seed, device=dev)
             info.update(accuracy=acc, seconds=round(time.perf_counter() - t1, 1))
             record["runs"].append(info)

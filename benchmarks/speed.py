@@ -78,12 +78,14 @@ def main() -> None:
             per_step = []
             for rep in range(args.repeats):
                 # A short pool cycle keeps the (identical, seeded) warm-up of both runs cheap; the
-                # per-step figure is the difference of the two runs divided by the steps.
+                # per-step figure is the difference of a 1-step run and a (steps+1)-step run divided by
+                # the steps (a 0-step run skips the pool warm-up, so it would not cancel it).
                 base = dict(budget=args.budget, batch_size=args.batch_size, amp=amp, seed=rep,
                             pool_online_steps=args.pool_online_steps)
-                warm = api.distill(data, teacher, distill_config(method, "cpu", 32, num_steps=0, **base), device=dev)
+                warm = api.distill(data, teacher, distill_config(method, "cpu", 32, num_steps=1, **base), device=dev)
                 sync(dev)
-                full = api.distill(data, teacher, distill_config(method, "cpu", 32, num_steps=args.steps, **base), device=dev)
+                full = api.distill(data, teacher, distill_config(method, "cpu", 32, num_steps=args.steps + 1, **base),
+                                   device=dev)
                 sync(dev)
                 per_step.append((full.seconds - warm.seconds) / args.steps)
             rows.append({"what": f"{method} outer step", "amp": amp, "pairs": int(full.synthetic.support()[0].shape[0]),
@@ -99,7 +101,7 @@ def main() -> None:
         gen = torch.Generator().manual_seed(0)
         t["image_coeffs"] = torch.randn(m, t["image_coeffs"].shape[1], generator=gen)
         t["repr_coeffs"] = torch.randn(m, t["repr_coeffs"].shape[1], generator=gen)
-        bundle = Bundle(t, dict(res.meta))
+        bundle = Bundle(t, res.meta)
         times = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()

@@ -23,7 +23,7 @@ def main(steps: int = 30, out: str = "example-out", image_size: int = 32) -> flo
     bundle = api.load_bundle(path)
     images, targets = api.expand_pairs(bundle, device=dev)
     print(f"{bundle.method}: {bundle.num_images} images x {len(bundle.views)} views -> pairs {tuple(images.shape)}, "
-          f"targets {tuple(targets.shape)}; storage {bundle.storage().cost:.2f} of N={bundle.meta['budget']}")
+          f"targets {tuple(targets.shape)}; storage {bundle.storage().cost:.2f} of N={bundle.meta.budget}")
     ecfg = api.eval_config("cpu", pretrain_epochs=20, probe_steps=200)
     acc = api.evaluate_pairs(images, targets, data, ecfg, seed=0, device=dev)
     print(f"linear probe after pretraining on the distilled pairs: {acc:.1f}%")

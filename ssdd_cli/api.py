@@ -1,6 +1,6 @@
-"""The public, typed Python API of ssdd. The CLI is a thin layer over these functions.
+"""The public, typed Python API of ssdd. It owns every policy; the CLI only parses and renders.
 
-Typical use::
+Building blocks::
 
     from ssdd_cli import api
     dev = api.resolve_device("auto")
@@ -9,51 +9,82 @@ Typical use::
     result = api.distill(data, teacher, api.distill_config("boost", budget=100), device=dev)
     api.save_distilled(result, "set.safetensors")
     images, targets = api.expand_pairs(api.load_bundle("set.safetensors"))
+
+Whole commands, one call each, with the CLI's behaviour (defaults from the bundle, the cached
+teacher, output checks before any work): :func:`teacher_to_file`, :func:`import_teacher_to_file`,
+:func:`distill_to_file`, :func:`inspect_bundle`, :func:`expand_bundle`, :func:`evaluate_bundle`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .bundle import Bundle, load_bundle, load_tensors, save_bundle, save_tensors
+from .bundle import Bundle, BundleMeta, load_bundle, load_tensors, save_bundle, save_tensors
 from .config import (
     DistillConfig,
     EvalConfig,
     TeacherConfig,
     distill_config,
     eval_config,
+    make_config,
     teacher_config,
     to_dict,
 )
 from .data import ImageDataset, load_dataset
+from .data.registry import DEFAULT_IMAGE_SIZE, REFERENCE_STATS
 from .device import resolve_device
 from .errors import BundleError, ConfigError
-from .evaluate import extract_features, linear_probe, pretrain
-from .expand import expand_pairs, synthetic_from_bundle, write_expanded
-from .methods.distill import DistillResult, planned_storage
-from .methods.distill import distill as _distill
-from .methods.init import init_pixels, real_subset
-from .paths import cache_dir, check_output
+from .evaluate import EvalReport, EvalRow, evaluate, evaluate_pairs, linear_probe, random_pairs, teacher_probe_accuracy
+from .expand import expand_pairs, write_expanded
+from .methods.distill import DistillResult, check_teacher, plan_distillation
+from .methods.distill import distill as _distill_loop
+from .methods.registry import get_method, list_methods
+from .models import check_model_name
+from .paths import atomic_file, cache_dir, check_output
 from .reporting import NullReporter, ProgressReporter
-from .rng import derive_seed, stream
+from .storage import SizePlan
 from .teacher import Teacher, import_checkpoint, load_teacher, save_teacher, train_teacher
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "Bundle", "DistillConfig", "DistillResult", "EvalConfig", "EvalReport", "ImageDataset", "Teacher", "TeacherConfig",
-    "default_teacher_path", "distill", "distill_config", "eval_config", "evaluate", "expand_pairs", "import_checkpoint",
-    "inspect_bundle", "linear_probe", "load_bundle", "load_dataset", "load_teacher", "make_teacher", "planned_storage",
-    "random_baseline", "resolve_device", "save_distilled", "save_teacher", "teacher_config",
-    "teacher_probe_accuracy", "teacher_representations", "train_teacher", "write_expanded",
+    "Bundle", "BundleMeta", "DataOptions", "DistillConfig", "DistillResult", "EvalConfig", "EvalReport", "EvalRow",
+    "ImageDataset", "Teacher", "TeacherConfig", "TeacherRun", "default_teacher_path", "distill", "distill_config",
+    "distill_to_file", "eval_config", "evaluate", "evaluate_bundle", "evaluate_pairs", "expand_bundle", "expand_pairs",
+    "get_method", "import_checkpoint", "import_teacher_to_file", "inspect_bundle", "linear_probe", "list_methods",
+    "load_bundle", "load_dataset", "load_teacher", "make_config", "make_teacher", "plan_distillation", "random_pairs",
+    "resolve_device", "resolve_teacher", "save_bundle", "save_distilled", "save_teacher", "teacher_config",
+    "teacher_probe_accuracy", "teacher_representations", "teacher_to_file", "train_teacher", "write_expanded",
 ]
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Where and how datasets are read (the CLI's ``--data-root``, ``--cache-dir``, ...)."""
+
+    data_root: str | Path | None = None
+    cache_dir: str | Path | None = None
+    image_size: int | None = None  # None: the dataset's default (32; 64 for imagenet-subset; a folder's own)
+    classes: str | None = None
+    download: bool = False
+
+    def load(self, name: str, *, image_size: int | None = None, reporter: ProgressReporter | None = None) -> ImageDataset:
+        """The dataset ``name`` at ``image_size`` (default: this object's)."""
+        return load_dataset(name, data_root=self.data_root, cache_dir=self.cache_dir,
+                            image_size=image_size or self.image_size, classes=self.classes, download=self.download,
+                            reporter=reporter)
+
+    def expected_image_size(self, name: str) -> int:
+        """The size ``name`` will load at, known before loading (32 for a folder of unknown size)."""
+        return self.image_size or DEFAULT_IMAGE_SIZE.get(name.lower(), 32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,44 +97,105 @@ def default_teacher_path(dataset: str, image_size: int, cache: str | Path | None
     return cache_dir(cache) / "teachers" / f"{safe}-{image_size}px.safetensors"
 
 
+def resolve_teacher(path: str | Path | None, dataset: ImageDataset, *, device: torch.device,
+                    cache: str | Path | None = None) -> Teacher:
+    """The teacher at ``path``, else the cached one of ``ssdd teacher DATASET``, on ``device``, checked against the data.
+
+    Raises:
+        ConfigError: no teacher given and none cached, or a teacher at another resolution.
+        BundleError: an unreadable teacher file.
+    """
+    if path is None:
+        path = default_teacher_path(dataset.name, dataset.image_size, cache)
+        if not path.exists():
+            raise ConfigError(f"no teacher for {dataset.name} at {dataset.image_size}px; run "
+                              f"`ssdd teacher {dataset.name}` first or pass --teacher FILE")
+    teacher = load_teacher(path, device)
+    check_teacher(teacher, dataset)
+    return teacher
+
+
 def teacher_representations(teacher: Teacher, dataset: ImageDataset, *, cache: str | Path | None = None,
-                            reporter: ProgressReporter | None = None, amp: bool | None = False) -> torch.Tensor:
-    """Teacher representations of every training image, cached on disk by teacher hash."""
+                            reporter: ProgressReporter | None = None) -> torch.Tensor:
+    """Teacher representations of every training image (fp32), cached on disk by teacher hash."""
     path = None
     if teacher.sha256:
         n = dataset.train_images.shape[0]
-        path = cache_dir(cache) / "reprs" / f"{teacher.sha256[:16]}-{dataset.name.replace('/', '_').replace(':', '_')}-{n}.safetensors"
+        safe = dataset.name.replace("/", "_").replace(":", "_")
+        path = cache_dir(cache) / "reprs" / f"{teacher.sha256[:16]}-{safe}-{n}.safetensors"
         if path.exists():
             try:
                 return load_tensors(path)[0]["reprs"]
-            except BundleError:
+            except (BundleError, KeyError):
                 log.warning("ignoring unreadable representation cache %s", path)
-    reps = teacher.represent(dataset.train_images, reporter=reporter, amp=amp).cpu()
+    reps = teacher.represent(dataset.train_images, reporter=reporter, amp=False).cpu()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         save_tensors(path, {"reprs": reps})
     return reps
 
 
-def teacher_probe_accuracy(teacher: Teacher, target: ImageDataset, config: EvalConfig, *, device: torch.device,
-                           reporter: ProgressReporter | None = None) -> float:
-    """Linear-probe accuracy (%) of the teacher's own representations on ``target``."""
-    teacher.to(device)
-    ftr = extract_features(teacher.model.represent, target.train_images, mean=target.mean, std=target.std,
-                           device=device, amp=config.amp)
-    fte = extract_features(teacher.model.represent, target.test_images, mean=target.mean, std=target.std,
-                           device=device, amp=config.amp)
-    return linear_probe(ftr, target.train_labels, fte, target.test_labels, num_steps=config.probe_steps,
-                        batch_size=config.probe_batch_size, lr=config.probe_lr, seed=config.seed, device=device,
-                        reporter=reporter)
-
-
 def make_teacher(dataset: ImageDataset, config: TeacherConfig, *, device: torch.device,
-                 reporter: ProgressReporter | None = None) -> Teacher:
-    """Train a Barlow Twins teacher on ``dataset``'s training images."""
+                 probe: EvalConfig | None = None, reporter: ProgressReporter | None = None) -> Teacher:
+    """Train a Barlow Twins teacher on ``dataset``; with ``probe``, record its linear-probe accuracy on it."""
     teacher, _ = train_teacher(dataset.train_images, mean=dataset.mean, std=dataset.std, config=config,
                                device=device, dataset_name=dataset.name, reporter=reporter)
+    if probe is not None:
+        teacher.to(device)
+        acc = teacher_probe_accuracy(teacher, dataset, probe, device=device, reporter=reporter)
+        teacher.meta.update(probe_accuracy=round(acc, 2), probe_target=dataset.name)
     return teacher
+
+
+@dataclass
+class TeacherRun:
+    """A teacher written to a file."""
+
+    teacher: Teacher
+    path: Path
+
+
+def teacher_to_file(dataset: str, *, output: str | Path | None = None, data: DataOptions = DataOptions(),
+                    preset: str = "paper", settings: Mapping[str, Any] | None = None, probe: bool = True,
+                    overwrite: bool = False, device: str = "auto", reporter: ProgressReporter | None = None) -> TeacherRun:
+    """``ssdd teacher DATASET``: train a teacher and write it to ``output`` (default: the cache, for ``distill``)."""
+    reporter = reporter or NullReporter()
+    config = teacher_config(preset, **(settings or {}))
+    check_model_name(config.arch)
+    if output is not None:
+        check_output(output, overwrite)
+    dev = resolve_device(device)
+    ds = data.load(dataset, reporter=reporter)
+    target = Path(output) if output is not None else check_output(default_teacher_path(ds.name, ds.image_size, data.cache_dir), overwrite)
+    reporter.note(f"training {config.arch} teacher on {ds.name} ({ds.train_images.shape[0]:,} images, {ds.image_size}px) "
+                  f"on {dev} for {config.num_steps:,} steps" + (f" or {config.max_minutes} min" if config.max_minutes else ""))
+    if dev.type == "cpu" and preset == "paper" and "num_steps" not in (settings or {}) and not config.max_minutes:
+        reporter.note("note: the paper preset trains a ResNet-18 for 1000 epochs, which takes weeks on a CPU; "
+                      "--preset cpu (docs/cpu-preset.md), --steps or --minutes make it practical")
+    teacher = make_teacher(ds, config, device=dev, probe=eval_config(preset) if probe else None, reporter=reporter)
+    save_teacher(teacher, target, overwrite=overwrite)
+    return TeacherRun(teacher, target)
+
+
+def import_teacher_to_file(checkpoint: str | Path, output: str | Path, *, dataset: str | None = None,
+                           data: DataOptions = DataOptions(), arch: str | None = None, stem_padding: int = 2,
+                           overwrite: bool = False, reporter: ProgressReporter | None = None) -> TeacherRun:
+    """``ssdd teacher --import CKPT``: convert a checkpoint, with ``dataset``'s normalisation (default CIFAR-100's)."""
+    reporter = reporter or NullReporter()
+    check_model_name(arch or "resnet18")
+    check_output(output, overwrite)
+    if dataset is not None:
+        ds = data.load(dataset, reporter=reporter)
+        name, size, mean, std = ds.name, ds.image_size, ds.mean, ds.std
+    else:
+        size = data.image_size or 32
+        mean, std = REFERENCE_STATS[("cifar100", 32)]
+        name = ""
+        reporter.note("note: no DATASET given, so the teacher records CIFAR-100's normalisation; pass the dataset "
+                      "the checkpoint was trained on to use its statistics")
+    teacher = import_checkpoint(checkpoint, arch=arch or "resnet18", image_size=size, mean=mean, std=std,
+                                stem_padding=stem_padding, dataset_name=name)
+    save_teacher(teacher, output, overwrite=overwrite)
+    return TeacherRun(teacher, Path(output))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,12 +203,14 @@ def make_teacher(dataset: ImageDataset, config: TeacherConfig, *, device: torch.
 
 
 def distill(dataset: ImageDataset, teacher: Teacher, config: DistillConfig, *, device: torch.device,
-            cache: str | Path | None = None, reporter: ProgressReporter | None = None) -> DistillResult:
-    """Distil ``dataset`` (see :func:`ssdd_cli.methods.distill.distill`), reusing cached teacher representations."""
+            cache: str | Path | None = None, plan: SizePlan | None = None,
+            reporter: ProgressReporter | None = None) -> DistillResult:
+    """Distil ``dataset`` against ``teacher`` (moved to ``device``), with cached teacher representations where needed."""
+    teacher.to(device)
     reprs = None
-    if config.method == "boost":
-        reprs = teacher_representations(teacher.to(device), dataset, cache=cache, reporter=reporter, amp=False)
-    return _distill(dataset, teacher, config, device=device, train_reprs=reprs, reporter=reporter)
+    if get_method(config.method).needs_train_reprs:
+        reprs = teacher_representations(teacher, dataset, cache=cache, reporter=reporter)
+    return _distill_loop(dataset, teacher, config, device=device, train_reprs=reprs, plan=plan, reporter=reporter)
 
 
 def save_distilled(result: DistillResult, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -124,22 +218,56 @@ def save_distilled(result: DistillResult, path: str | Path, *, overwrite: bool =
     return save_bundle(path, result.tensors, result.meta, overwrite=overwrite)
 
 
-def random_baseline(dataset: ImageDataset, teacher: Teacher, budget: int, *, seed: int,
-                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``budget`` random real training images (normalised) with the teacher's representations as targets."""
-    idx = real_subset(dataset.train_images, budget, stream(seed, "random-subset", "cpu"))
-    raw = dataset.train_images[idx].float().div(255).to(device)
-    cfg = DistillConfig(method="krr_st", budget=budget, num_steps=0, bases=False, views=("identity",))
-    synth = init_pixels(raw, teacher.to(device), cfg, dataset.mean, dataset.std)
-    with torch.no_grad():
-        return synth.support()
+def distill_to_file(
+    dataset: str,
+    output: str | Path,
+    *,
+    method: str = "boost",
+    preset: str = "paper",
+    settings: Mapping[str, Any] | None = None,
+    teacher: str | Path | None = None,
+    data: DataOptions = DataOptions(),
+    overwrite: bool = False,
+    device: str = "auto",
+    reporter: ProgressReporter | None = None,
+    on_plan: Callable[[SizePlan, DistillConfig], None] | None = None,
+) -> DistillResult:
+    """``ssdd distill``: validate everything, load the data and the teacher, plan, distil, write the bundle.
+
+    The configuration (``settings`` over the preset), the output path and the architecture are checked
+    before any data loads; the storage plan goes to ``on_plan`` before any work.
+    """
+    reporter = reporter or NullReporter()
+    settings = dict(settings or {})
+    method = settings.pop("method", method)
+    config = distill_config(method, preset, data.expected_image_size(dataset), **settings)
+    check_output(output, overwrite)
+    check_model_name(config.pool_arch)
+    dev = resolve_device(device)
+    ds = data.load(dataset, reporter=reporter)
+    if ds.image_size != data.expected_image_size(dataset):  # a folder at its own size: size-dependent presets
+        config = distill_config(method, preset, ds.image_size, **settings)
+    t = resolve_teacher(teacher, ds, device=dev, cache=data.cache_dir)
+    plan = plan_distillation(config, ds, t.repr_dim)
+    if on_plan is not None:
+        on_plan(plan, config)
+    entry = get_method(config.method)
+    steps = f"{config.num_steps:,} steps" + (f" or {config.max_minutes} min" if config.max_minutes else "")
+    reporter.note(f"distilling {ds.name} with {config.method} on {dev}: m={plan.size.num_images}, "
+                  f"views={','.join(config.views)}, " + (steps if entry.trains else "no outer loop"))
+    if dev.type == "cpu" and preset == "paper" and entry.trains and "num_steps" not in settings and not config.max_minutes:
+        reporter.note(f"note: the paper preset runs {config.num_steps:,} outer steps, which takes days on a CPU; "
+                      "--preset cpu (docs/cpu-preset.md), --steps or --minutes make it practical")
+    result = distill(ds, t, config, device=dev, cache=data.cache_dir, plan=plan, reporter=reporter)
+    save_distilled(result, output, overwrite=overwrite)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
-# inspect
+# inspect and expand
 
 
-def inspect_bundle(path: str | Path, *, verify: bool = False, device: torch.device | None = None) -> dict[str, Any]:
+def inspect_bundle(path: str | Path, *, verify: bool = False, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Summary of a bundle: metadata, tensors, storage breakdown; ``verify`` also rebuilds every pair.
 
     Raises:
@@ -150,34 +278,33 @@ def inspect_bundle(path: str | Path, *, verify: bool = False, device: torch.devi
     meta = bundle.meta
     summary: dict[str, Any] = {
         "path": str(path),
-        "format_version": int(meta["format_version"]),
+        "format_version": meta.format_version,
         "method": bundle.method,
-        "source": meta["source"],
+        "source": meta.source,
         "image_shape": list(bundle.image_shape),
-        "image_space": meta["image_space"],
-        "basis_size": int(meta.get("basis_size", bundle.image_shape[1])),
+        "image_space": meta.image_space,
+        "basis_size": bundle.basis_size,
         "views": bundle.views,
         "num_images": bundle.num_images,
         "num_pairs": bundle.num_images * len(bundle.views),
         "repr_dim": bundle.repr_dim,
-        "counts": meta.get("counts", {}),
-        "budget": int(meta["budget"]),
+        "counts": meta.counts,
+        "budget": meta.budget,
         "storage": storage.to_dict(),
-        "teacher": meta["teacher"],
+        "teacher": to_dict(meta.teacher),
         "mean": bundle.mean,
         "std": bundle.std,
         "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")} for k, v in bundle.tensors.items()},
-        "fit": meta.get("fit", {}),
-        "config": meta["config"],
-        "ssdd_version": meta["ssdd_version"],
-        "created": meta["created"],
+        "fit": meta.fit,
+        "config": meta.config,
+        "ssdd_version": meta.ssdd_version,
+        "created": meta.created,
     }
     if verify:
         checks: dict[str, bool] = {}
-        recorded = meta["storage"]
-        checks["storage matches metadata"] = abs(float(recorded.get("cost", -1)) - storage.cost) < 1e-3
-        checks["within budget"] = storage.fits(int(meta["budget"]))
-        images, targets = expand_pairs(bundle, device=device)
+        checks["storage matches metadata"] = abs(float(meta.storage.get("cost", -1)) - storage.cost) < 1e-3
+        checks["within budget"] = storage.fits(meta.budget)
+        images, targets = expand_pairs(bundle, device=resolve_device(device) if isinstance(device, str) else device)
         checks["pairs finite"] = bool(torch.isfinite(images).all() and torch.isfinite(targets).all())
         checks["pair count"] = images.shape[0] == summary["num_pairs"] == targets.shape[0]
         summary["verify"] = checks
@@ -187,126 +314,94 @@ def inspect_bundle(path: str | Path, *, verify: bool = False, device: torch.devi
     return summary
 
 
+def expand_bundle(path: str | Path, output: str | Path, *, views: str | list[str] | None = None,
+                  device: str = "auto", overwrite: bool = False, write_images: bool = True) -> dict[str, Any]:
+    """``ssdd expand``: every view's image and target as PNGs, ``pairs.safetensors`` and a manifest.
+
+    Returns:
+        The manifest, with ``seconds`` added.
+    """
+    t0 = time.perf_counter()
+    bundle = load_bundle(path)
+    manifest = write_expanded(bundle, output, views=views, device=resolve_device(device), overwrite=overwrite,
+                              write_images=write_images)
+    return {**manifest, "seconds": time.perf_counter() - t0}
+
+
 # ---------------------------------------------------------------------------------------------
 # evaluation
 
 
 @dataclass
-class EvalRow:
-    """Accuracies (%) of one row of an evaluation table, one per seed."""
+class EvalRequest:
+    """What ``ssdd evaluate`` compares: a bundle and/or baselines; ``None`` fields default from the bundle."""
 
-    name: str
-    accuracies: list[float]
-    note: str = ""
-
-    @property
-    def mean(self) -> float:
-        """Mean accuracy."""
-        return statistics.fmean(self.accuracies)
-
-    @property
-    def std(self) -> float:
-        """Sample standard deviation (0 for one seed)."""
-        return statistics.stdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
+    bundle: str | Path | None = None
+    target: str | None = None  # probe dataset (default: the bundle's source)
+    source: str | None = None  # dataset of the random baseline (default: the bundle's source)
+    teacher: str | Path | None = None  # default: the teacher recorded in the bundle
+    budget: int | None = None  # of the random baseline (default: the bundle's)
+    baseline: str | None = None  # a method without an outer loop (``random``): N real images, teacher targets
+    floor: bool = True
+    teacher_probe: bool = True
+    report_path: str | Path | None = None  # also write the report as JSON here
+    overwrite: bool = False
+    data: DataOptions = field(default_factory=DataOptions)
 
 
-@dataclass
-class EvalReport:
-    """Result of :func:`evaluate`: rows (distilled set, baselines, floor, teacher) and the protocol."""
+def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "auto",
+                    reporter: ProgressReporter | None = None) -> EvalReport:
+    """``ssdd evaluate``: pretrain on the bundle's pairs (and the baselines), probe on the target, compare.
 
-    target: str
-    arch: str
-    rows: list[EvalRow] = field(default_factory=list)
-    paired: dict[str, list[float]] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready report."""
-        return {
-            "target": self.target,
-            "arch": self.arch,
-            "rows": [{"name": r.name, "mean": round(r.mean, 3), "std": round(r.std, 3),
-                      "accuracies": [round(a, 3) for a in r.accuracies], "note": r.note} for r in self.rows],
-            "paired_differences": {k: [round(v, 3) for v in vals] for k, vals in self.paired.items()},
-            "config": self.config,
-            "seconds": round(self.seconds, 1),
-        }
-
-
-def evaluate_pairs(images: torch.Tensor, targets: torch.Tensor, target: ImageDataset, config: EvalConfig, *,
-                   seed: int, device: torch.device, reporter: ProgressReporter | None = None) -> float:
-    """Pretrain ``config.arch`` on the pairs (0 epochs = no pretraining), then linear-probe on ``target``."""
-    model = pretrain(images, targets, config, seed=seed, device=device, reporter=reporter)
-    ftr = extract_features(model.embed, target.train_images, mean=target.mean, std=target.std, device=device, amp=config.amp)
-    fte = extract_features(model.embed, target.test_images, mean=target.mean, std=target.std, device=device, amp=config.amp)
-    return linear_probe(ftr, target.train_labels, fte, target.test_labels, num_steps=config.probe_steps,
-                        batch_size=config.probe_batch_size, lr=config.probe_lr, seed=seed, device=device,
-                        reporter=reporter)
-
-
-def evaluate(
-    target: ImageDataset,
-    config: EvalConfig,
-    *,
-    device: torch.device,
-    bundle: Bundle | None = None,
-    baseline_source: ImageDataset | None = None,
-    baseline_budget: int | None = None,
-    teacher: Teacher | None = None,
-    floor: bool = True,
-    teacher_probe: bool = True,
-    reporter: ProgressReporter | None = None,
-) -> EvalReport:
-    """Evaluate a bundle and/or the random baseline, with the no-pretraining floor and the teacher's own probe.
-
-    Seeds ``seed, seed+1, ...`` are paired: seed ``s`` gives the same model initialisation for every row,
-    and ``paired`` holds per-seed differences of the bundle against each other row.
+    Raises:
+        ConfigError: nothing to evaluate, or a baseline without the teacher, source or budget it needs.
     """
-    t0 = time.perf_counter()
     reporter = reporter or NullReporter()
-    seeds = [config.seed + i for i in range(config.num_seeds)]
-    report = EvalReport(target=target.name, arch=config.arch, config=to_dict(config))
-    if bundle is not None:
-        images, targets = expand_pairs(bundle, device=device)
-        if bundle.meta.get("image_space") == "raw":
-            pass  # raw-space bundles are fed as stored, as upstream does (quirk Q2)
-        accs = [evaluate_pairs(images, targets, target, config, seed=s, device=device, reporter=reporter) for s in seeds]
-        report.rows.append(EvalRow(f"{bundle.method} (N={bundle.meta['budget']})", accs,
-                                   f"{images.shape[0]} pairs, {len(bundle.views)} view(s)"))
-    if baseline_source is not None and teacher is not None and baseline_budget:
-        accs = []
-        for s in seeds:
-            xr, yr = random_baseline(baseline_source, teacher, baseline_budget, seed=s, device=device)
-            accs.append(evaluate_pairs(xr, yr, target, config, seed=s, device=device, reporter=reporter))
-        report.rows.append(EvalRow(f"random (N={baseline_budget})", accs, f"{baseline_budget} real images, teacher targets"))
-    if floor:
-        from dataclasses import replace
-
-        no_pre = replace(config, pretrain_epochs=0)
-        dummy_x = torch.zeros(1, target.num_channels, target.image_size, target.image_size)
-        dim = bundle.repr_dim if bundle is not None else (teacher.repr_dim if teacher is not None else 1)
-        accs = [evaluate_pairs(dummy_x, torch.zeros(1, dim), target, no_pre, seed=s, device=device, reporter=reporter)
-                for s in seeds]
-        report.rows.append(EvalRow("no pretraining (floor)", accs, "random init, same probe"))
-    if teacher_probe and teacher is not None and teacher.image_size == target.image_size:
-        acc = teacher_probe_accuracy(teacher, target, config, device=device, reporter=reporter)
-        report.rows.append(EvalRow(f"teacher {teacher.arch} (own features)", [acc], "linear probe on the teacher"))
-    if report.rows and len(report.rows[0].accuracies) == len(seeds):
-        first = report.rows[0]
-        for row in report.rows[1:]:
-            if len(row.accuracies) == len(seeds) and not row.name.startswith("teacher"):
-                report.paired[f"{first.name} - {row.name}"] = [a - b for a, b in zip(first.accuracies, row.accuracies, strict=True)]
-    report.seconds = time.perf_counter() - t0
+    if request.report_path is not None:
+        check_output(request.report_path, request.overwrite)
+    check_model_name(config.arch)
+    dev = resolve_device(device)
+    bundle = load_bundle(request.bundle) if request.bundle is not None else None
+    if request.baseline is not None and get_method(request.baseline).trains:
+        raise ConfigError(f"--baseline {request.baseline} distils; baselines are "
+                          + ", ".join(m for m in list_methods() if not get_method(m).trains) + " (or none)")
+    if bundle is None and request.baseline is None:
+        raise ConfigError("give a BUNDLE, or --baseline random with --teacher and --source")
+    teacher = _evaluation_teacher(request, bundle, dev, reporter)
+    src_name = request.source or (bundle.meta.source if bundle is not None else None)
+    tgt_name = request.target or src_name
+    if tgt_name is None:
+        raise ConfigError("give --target (or --source) for the random baseline")
+    size = bundle.meta.image_size if bundle is not None else (teacher.image_size if teacher else None)
+    target = request.data.load(tgt_name, image_size=size, reporter=reporter)
+    source, n = None, request.budget or (bundle.meta.budget if bundle is not None else None)
+    if request.baseline is not None:
+        if n is None:
+            raise ConfigError(f"--baseline {request.baseline} needs --budget N (or a bundle)")
+        distill_config(request.baseline, budget=n)  # validates N before any work
+        source = target if src_name == tgt_name else request.data.load(src_name, image_size=size, reporter=reporter)
+    reporter.note(f"evaluating on {target.name} with {config.arch}: {config.pretrain_epochs} pretraining epochs, "
+                  f"{config.probe_steps} probe steps, {config.num_seeds} seed(s), device {dev}")
+    report = evaluate(target, config, device=dev, bundle=bundle, baseline_source=source, baseline=request.baseline,
+                      baseline_budget=n if source else None, teacher=teacher, floor=request.floor,
+                      teacher_probe=request.teacher_probe, reporter=reporter)
+    if request.report_path is not None:
+        with atomic_file(request.report_path) as tmp:
+            tmp.write_text(json.dumps(report.to_dict(), indent=1))
     return report
 
 
-def check_budget(value: int | None) -> int | None:
-    """Validate a ``--budget`` value early."""
-    if value is not None and value <= 0:
-        raise ConfigError(f"--budget must be a positive number of image-equivalents, got {value}")
-    return value
-
-
-_ = (asdict, check_output, derive_seed, synthetic_from_bundle, import_checkpoint, load_teacher, save_teacher,
-     distill_config, eval_config, teacher_config)
+def _evaluation_teacher(request: EvalRequest, bundle: Bundle | None, device: torch.device,
+                        reporter: ProgressReporter) -> Teacher | None:
+    """The teacher given, else the one the bundle records (when its file is still there)."""
+    recorded = bundle.meta.teacher.path if bundle is not None else None
+    path = Path(request.teacher) if request.teacher is not None else (Path(recorded) if recorded else None)
+    if path is not None and path.exists():
+        teacher = load_teacher(path, device)
+        if bundle is not None and bundle.meta.teacher.sha256 not in (None, teacher.sha256):
+            reporter.note(f"warning: teacher {path} differs from the one the bundle was distilled with")
+        return teacher
+    if request.baseline is not None or request.teacher is not None:
+        raise ConfigError(f"the {request.baseline or 'random'} baseline needs the teacher: pass --teacher FILE"
+                          + (f" (the bundle's teacher {path} is missing)" if path else ""))
+    return None

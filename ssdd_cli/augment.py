@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError
+from .views import DEFAULT_VIEWS, ROTATIONS, parse_views  # noqa: F401  (view names are re-exported here)
 
 # ----------------------------------------------------------------------------------------------
 # normalisation
@@ -184,37 +184,6 @@ def barlow_twins_view(x: torch.Tensor, gen: torch.Generator, solarize_p: float =
 # ----------------------------------------------------------------------------------------------
 # predefined (deterministic, differentiable) views of Boost
 
-_PRIMITIVES = {"rot90": 1, "rot180": 2, "rot270": 3}
-DEFAULT_VIEWS = ("identity", "rot90", "rot180", "rot270")
-
-
-def parse_views(spec: str | Sequence[str]) -> tuple[str, ...]:
-    """Parse ``"identity,rot90,hflip+rot90"`` (or a list) into canonical view names.
-
-    ``identity`` is always first (it is added when missing); duplicates are refused.
-
-    Raises:
-        ConfigError: unknown view name or duplicates.
-    """
-    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
-    out: list[str] = []
-    for item in items:
-        parts = [p.strip() for p in item.split("+") if p.strip()]
-        for part in parts:
-            if part not in _PRIMITIVES and part not in ("identity", "hflip"):
-                raise ConfigError(
-                    f"unknown view {part!r} in {item!r}; use identity, rot90, rot180, rot270, hflip "
-                    "or combinations such as hflip+rot90"
-                )
-        name = "+".join(p for p in parts if p != "identity") or "identity"
-        if name in out:
-            raise ConfigError(f"view {name!r} listed twice in --views")
-        out.append(name)
-    if "identity" in out:
-        out.remove("identity")
-    return ("identity", *out)
-
-
 def apply_view(x: torch.Tensor, view: str) -> torch.Tensor:
     """Apply a predefined view to ``(B, C, H, W)`` images (exact: no interpolation)."""
     if view == "identity":
@@ -223,5 +192,5 @@ def apply_view(x: torch.Tensor, view: str) -> torch.Tensor:
         if part == "hflip":
             x = x.flip(-1)
         else:
-            x = torch.rot90(x, _PRIMITIVES[part], dims=(-2, -1))
+            x = torch.rot90(x, ROTATIONS[part], dims=(-2, -1))
     return x

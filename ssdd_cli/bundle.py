@@ -1,8 +1,10 @@
-"""THE file formats of ssdd: the distilled-set bundle and the teacher file (both safetensors).
+"""THE file formats of ssdd: the distilled-set bundle, the teacher file and plain tensor files.
 
-This module holds the only ``safe_open``/``save_file`` calls of the package for these artifacts,
-the tensor key names and :data:`FORMAT_VERSION`. The format is specified in
-``docs/bundle-format.md``; changing a key or the metadata layout means bumping the version.
+This module owns the schema: the tensor key names (and the builders every other module uses), the
+typed metadata (:class:`BundleMeta`, decoded once, integers as integers), the one metadata codec,
+:data:`FORMAT_VERSION`, and the only ``safe_open``/``save_file`` calls of the package. The format is
+specified in ``docs/bundle-format.md``; changing a key or the metadata layout means bumping the
+version. Importing it does not import torch (``safetensors`` loads it when a file is read).
 
 Bundle tensors (float32), by parameterisation:
 
@@ -14,106 +16,114 @@ Bundle tensors (float32), by parameterisation:
 * per non-identity view ``a``: approximation network ``approx.<a>.{0,2}.{weight,bias}``
   (``Linear(c, k) → ReLU → Linear(k, c)`` on the coefficient space ``c``), or, without
   approximation, the view's own coefficients ``view_coeffs.<a>`` / targets ``view_targets.<a>``.
-
-Metadata (str → str; nested values are JSON): see :data:`REQUIRED_METADATA`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from .errors import BundleError, OutputError
+from .errors import BundleError, ConfigError, OutputError
 from .paths import atomic_file, check_output
+
+if TYPE_CHECKING:
+    import torch
+
+    from .storage import StorageReport
 
 FORMAT_VERSION = 1
 BUNDLE_FORMAT = "ssdd.bundle"
 TEACHER_FORMAT = "ssdd.teacher"
 
-IMAGE_KEYS = ("images",)
-IMAGE_BASIS_KEYS = ("image_basis", "image_mean", "image_coeffs")
-TARGET_KEYS = ("targets",)
-REPR_BASIS_KEYS = ("repr_basis", "repr_mean", "repr_coeffs")
+# ---------------------------------------------------------------------------------------------
+# tensor keys
 
-REQUIRED_METADATA = (
-    "format",
-    "format_version",
-    "method",
-    "source",
-    "image_size",
-    "channels",
-    "mean",
-    "std",
-    "image_space",
-    "views",
-    "teacher",
-    "budget",
-    "storage",
-    "config",
-    "ssdd_version",
-    "created",
+IMAGES, TARGETS = "images", "targets"
+IMAGE_BASIS, IMAGE_MEAN, IMAGE_COEFFS = "image_basis", "image_mean", "image_coeffs"
+REPR_BASIS, REPR_MEAN, REPR_COEFFS = "repr_basis", "repr_mean", "repr_coeffs"
+IMAGE_BASIS_KEYS = (IMAGE_BASIS, IMAGE_MEAN, IMAGE_COEFFS)
+REPR_BASIS_KEYS = (REPR_BASIS, REPR_MEAN, REPR_COEFFS)
+#: parameter names of an approximation network ``Linear(c, k) → ReLU → Linear(k, c)``
+APPROX_PARAMS = ("0.weight", "0.bias", "2.weight", "2.bias")
+
+
+def approx_key(view: str, param: str) -> str:
+    """Key of one parameter of view ``view``'s approximation network."""
+    return f"approx.{view}.{param}"
+
+
+def approx_keys(view: str) -> tuple[str, ...]:
+    """The four keys of view ``view``'s approximation network, in :data:`APPROX_PARAMS` order."""
+    return tuple(approx_key(view, p) for p in APPROX_PARAMS)
+
+
+def view_coeffs_key(view: str) -> str:
+    """Key of a view's own stored coefficients (basis targets, no approximation)."""
+    return f"view_coeffs.{view}"
+
+
+def view_targets_key(view: str) -> str:
+    """Key of a view's own stored targets (pixel targets, no approximation)."""
+    return f"view_targets.{view}"
+
+
+#: tensor key → display group of the storage table (prefixes end with ".")
+KEY_GROUPS = (
+    (IMAGE_BASIS, "bases"), (REPR_BASIS, "bases"), (IMAGE_MEAN, "means"), (REPR_MEAN, "means"),
+    (IMAGE_COEFFS, "coefficients"), (REPR_COEFFS, "coefficients"), ("view_coeffs.", "coefficients"),
+    ("view_targets.", "targets"), ("approx.", "networks"), (IMAGES, "images"), (TARGETS, "targets"),
 )
-_JSON_FIELDS = ("mean", "std", "views", "teacher", "storage", "config", "counts", "fit", "history", "extra")
 
 
-def _version() -> str:
-    from . import __version__
+def group_of(key: str) -> str:
+    """Display group of a bundle tensor key (``bases``, ``means``, ``coefficients``, ...)."""
+    for prefix, group in KEY_GROUPS:
+        if key == prefix or (prefix.endswith(".") and key.startswith(prefix)):
+            return group
+    return "other"
 
-    return __version__
+
+# ---------------------------------------------------------------------------------------------
+# the metadata codec (safetensors metadata is str → str)
 
 
-def _read(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError, safe_open
+def encode_meta(meta: Mapping[str, Any]) -> dict[str, str]:
+    """Strings as they are, everything else as JSON (integers thus as their digits)."""
+    return {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in meta.items()}
 
-    if not path.exists():
-        raise BundleError(f"{path}: no such file; check the path")
-    if path.is_dir():
-        raise BundleError(f"{path} is a directory; give the {what} file")
+
+def _decode_value(key: str, raw: str, kind: str, where: str) -> Any:
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BundleError(f"{path}: not a readable safetensors {what} ({first}); was it written by ssdd?") from exc
-    return tensors, meta
+        if kind == "str":
+            return raw
+        if kind == "int":
+            return int(raw)
+        value = json.loads(raw)
+    except (ValueError, TypeError):
+        raise BundleError(f"{where}: metadata field {key!r} is not a valid {kind} ({raw[:40]!r}); "
+                          "the file is corrupt") from None
+    if kind == "float" and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        raise BundleError(f"{where}: metadata field {key!r} is not a number ({raw[:40]!r}); the file is corrupt")
+    return value
 
 
-def _write(path: Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], overwrite: bool) -> None:
-    from safetensors.torch import save_file
-
-    check_output(path, overwrite)
-    clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    try:
-        with atomic_file(path) as tmp:
-            save_file(clean, str(tmp), metadata=dict(meta))
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}; check free space and permissions") from exc
-
-
-def _encode(meta: Mapping[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in meta.items():
-        out[key] = value if isinstance(value, str) and key not in _JSON_FIELDS else json.dumps(value, sort_keys=True)
-    return out
-
-
-def _decode(meta: Mapping[str, str], path: Path) -> dict[str, Any]:
+def decode_meta(raw: Mapping[str, str], schema: Mapping[str, str], where: str) -> dict[str, Any]:
+    """Decode metadata by ``schema`` (field → ``str``/``int``/``float``/``json``); unknown fields are tried as JSON."""
     out: dict[str, Any] = {}
-    for key, value in meta.items():
-        if key in _JSON_FIELDS:
+    for key, value in raw.items():
+        kind = schema.get(key)
+        if kind is None:
             try:
                 out[key] = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise BundleError(f"{path}: metadata field {key!r} is not valid JSON; the file is corrupt") from exc
+            except ValueError:
+                out[key] = value
         else:
-            out[key] = value
+            out[key] = _decode_value(key, value, kind, where)
     return out
 
 
@@ -122,132 +132,221 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# ---------------------------------------------------------------------------------------------
+# typed bundle metadata
+
+
+@dataclass(frozen=True)
+class TeacherRef:
+    """The teacher a bundle was distilled against."""
+
+    arch: str
+    repr_dim: int
+    sha256: str | None = None
+    path: str | None = None
+    image_size: int | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class BundleMeta:
+    """A bundle's metadata, decoded and typed (see docs/bundle-format.md)."""
+
+    method: str
+    source: str
+    image_size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    views: tuple[str, ...]
+    teacher: TeacherRef
+    budget: int
+    storage: dict[str, Any]
+    config: dict[str, Any]
+    image_space: str = "normalized"
+    basis_size: int | None = None  # None: the image side
+    counts: dict[str, int] = field(default_factory=dict)
+    seed: int = 0
+    fit: dict[str, Any] = field(default_factory=dict)
+    history: list[float] = field(default_factory=list)
+    format_version: int = FORMAT_VERSION
+    ssdd_version: str = ""
+    created: str = ""
+
+    def to_strings(self) -> dict[str, str]:
+        """The safetensors metadata (``format`` first; ``basis_size`` written as the image side when unset)."""
+        values = dataclasses.asdict(self)
+        values["teacher"] = dataclasses.asdict(self.teacher)
+        for key in ("mean", "std", "views"):
+            values[key] = list(values[key])
+        values["basis_size"] = self.basis_size or self.image_size
+        return encode_meta({"format": BUNDLE_FORMAT, **values})
+
+    @classmethod
+    def from_strings(cls, raw: Mapping[str, str], where: str) -> BundleMeta:
+        """Decode and check types; raise :class:`BundleError` naming the bad field."""
+        fmt = raw.get("format")
+        if fmt != BUNDLE_FORMAT:
+            kind = "an ssdd teacher file" if fmt == TEACHER_FORMAT else "not an ssdd bundle"
+            raise BundleError(f"{where}: {kind} (format={fmt!r}); pass a bundle made by `ssdd distill`")
+        version = _decode_value("format_version", raw.get("format_version", "0"), "int", where)
+        if version > FORMAT_VERSION:
+            raise BundleError(f"{where}: bundle format v{version} is newer than this ssdd (v{FORMAT_VERSION}); upgrade ssdd")
+        if version < 1:
+            raise BundleError(f"{where}: unknown bundle format version {version}")
+        missing = [k for k in REQUIRED_METADATA if k not in raw]
+        if missing:
+            raise BundleError(f"{where}: missing metadata {', '.join(missing)}; the file is incomplete or corrupt")
+        d = decode_meta(raw, _BUNDLE_SCHEMA, where)
+        teacher = d["teacher"]
+        if not isinstance(teacher, dict) or not isinstance(teacher.get("arch"), str):
+            raise BundleError(f"{where}: metadata field 'teacher' lacks the teacher's arch; the file is corrupt")
+        known = {f.name for f in dataclasses.fields(TeacherRef)}
+        try:
+            meta = cls(
+                method=d["method"], source=d["source"], image_size=d["image_size"], channels=d["channels"],
+                mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),
+                views=tuple(str(v) for v in d["views"]),
+                teacher=TeacherRef(**{k: v for k, v in teacher.items() if k in known}),
+                budget=d["budget"], storage=dict(d["storage"]), config=dict(d["config"]),
+                image_space=d["image_space"], basis_size=d.get("basis_size"), counts=dict(d.get("counts", {})),
+                seed=d.get("seed", 0), fit=dict(d.get("fit", {})), history=list(d.get("history", [])),
+                format_version=version, ssdd_version=d["ssdd_version"], created=d["created"],
+            )
+        except (TypeError, ValueError) as exc:
+            raise BundleError(f"{where}: malformed metadata ({exc}); the file is corrupt") from None
+        return meta
+
+
+REQUIRED_METADATA = ("format", "format_version", "method", "source", "image_size", "channels", "mean", "std",
+                     "image_space", "views", "teacher", "budget", "storage", "config", "ssdd_version", "created")
+_BUNDLE_SCHEMA = {
+    "format": "str", "format_version": "int", "method": "str", "source": "str", "image_size": "int",
+    "channels": "int", "basis_size": "int", "mean": "json", "std": "json", "image_space": "str", "views": "json",
+    "teacher": "json", "budget": "int", "storage": "json", "config": "json", "counts": "json", "seed": "int",
+    "fit": "json", "history": "json", "ssdd_version": "str", "created": "str",
+}
+
+
 # ---------------------------------------------------------------------------------------------
 # bundle
 
 
 @dataclass
 class Bundle:
-    """A distilled set as stored: float tensors plus decoded metadata."""
+    """A distilled set as stored: float tensors plus typed metadata."""
 
     tensors: dict[str, torch.Tensor]
-    meta: dict[str, Any]
+    meta: BundleMeta
     path: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def method(self) -> str:
         """Registry key of the method that made it."""
-        return str(self.meta["method"])
+        return self.meta.method
 
     @property
     def views(self) -> list[str]:
         """Predefined views, identity first."""
-        return list(self.meta["views"])
+        return list(self.meta.views)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of one image."""
-        s = int(self.meta["image_size"])
-        return (int(self.meta["channels"]), s, s)
+        return (self.meta.channels, self.meta.image_size, self.meta.image_size)
+
+    @property
+    def basis_size(self) -> int:
+        """Side of the image bases (the image side for pixel images)."""
+        return self.meta.basis_size or self.meta.image_size
 
     @property
     def has_image_basis(self) -> bool:
         """Whether images are stored as bases and coefficients."""
-        return "image_basis" in self.tensors
+        return IMAGE_BASIS in self.tensors
 
     @property
     def has_repr_basis(self) -> bool:
         """Whether targets are stored as bases and coefficients."""
-        return "repr_basis" in self.tensors
+        return REPR_BASIS in self.tensors
 
     @property
     def num_images(self) -> int:
         """Number of distilled images ``m``."""
-        key = "image_coeffs" if self.has_image_basis else "images"
-        return int(self.tensors[key].shape[0])
+        return int(self.tensors[IMAGE_COEFFS if self.has_image_basis else IMAGES].shape[0])
 
     @property
     def repr_dim(self) -> int:
         """Teacher representation size ``D``."""
-        key = "repr_basis" if self.has_repr_basis else "targets"
-        return int(self.tensors[key].shape[-1])
+        return int(self.tensors[REPR_BASIS if self.has_repr_basis else TARGETS].shape[-1])
 
     @property
     def mean(self) -> tuple[float, ...]:
         """Per-channel normalisation mean of the source data."""
-        return tuple(float(v) for v in self.meta["mean"])
+        return self.meta.mean
 
     @property
     def std(self) -> tuple[float, ...]:
         """Per-channel normalisation std of the source data."""
-        return tuple(float(v) for v in self.meta["std"])
+        return self.meta.std
 
-    def storage(self) -> Any:
+    def storage(self) -> StorageReport:
         """Storage report computed from the stored tensors (never from metadata)."""
+        from .methods.registry import get_method
         from .storage import storage_report
 
         shapes = {k: tuple(v.shape) for k, v in self.tensors.items() if v.is_floating_point()}
-        return storage_report(shapes, image_shape=self.image_shape, method=self.method, num_images=self.num_images)
+        return storage_report(shapes, image_shape=self.image_shape, label=self.method, num_images=self.num_images,
+                              images_only=get_method(self.method).pixel_storage)
 
 
-def validate_bundle(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], where: str) -> None:
-    """Check version, required keys and the shapes that must agree; raise :class:`BundleError`."""
-    if meta.get("format") != BUNDLE_FORMAT:
-        kind = "an ssdd teacher file" if meta.get("format") == TEACHER_FORMAT else "not an ssdd bundle"
-        raise BundleError(f"{where}: {kind} (format={meta.get('format')!r}); pass a bundle made by `ssdd distill`")
+def validate_bundle(tensors: Mapping[str, torch.Tensor], meta: BundleMeta, where: str) -> None:
+    """Check the method, the required keys and the shapes that must agree; raise :class:`BundleError`."""
+    from .methods.registry import get_method
+
     try:
-        version = int(meta.get("format_version", "0"))
-    except ValueError as exc:
-        raise BundleError(f"{where}: bad format_version {meta.get('format_version')!r}") from exc
-    if version > FORMAT_VERSION:
-        raise BundleError(
-            f"{where}: bundle format v{version} is newer than this ssdd (v{FORMAT_VERSION}); upgrade ssdd"
-        )
-    if version < 1:
-        raise BundleError(f"{where}: unknown bundle format version {version}")
-    missing = [k for k in REQUIRED_METADATA if k not in meta]
-    if missing:
-        raise BundleError(f"{where}: missing metadata {', '.join(missing)}; the file is incomplete or corrupt")
-    has_pix, has_basis = "images" in tensors, all(k in tensors for k in IMAGE_BASIS_KEYS)
+        get_method(meta.method)
+    except ConfigError:
+        raise BundleError(f"{where}: unknown method {meta.method!r} in the metadata; written by a newer ssdd?") from None
+    has_pix, has_basis = IMAGES in tensors, all(k in tensors for k in IMAGE_BASIS_KEYS)
     if has_pix == has_basis:
-        raise BundleError(
-            f"{where}: needs either 'images' or all of {', '.join(IMAGE_BASIS_KEYS)}; the file is incomplete"
-        )
-    has_t, has_rb = "targets" in tensors, all(k in tensors for k in REPR_BASIS_KEYS)
+        raise BundleError(f"{where}: needs either 'images' or all of {', '.join(IMAGE_BASIS_KEYS)}; the file is incomplete")
+    has_t, has_rb = TARGETS in tensors, all(k in tensors for k in REPR_BASIS_KEYS)
     if has_t == has_rb:
-        raise BundleError(
-            f"{where}: needs either 'targets' or all of {', '.join(REPR_BASIS_KEYS)}; the file is incomplete"
-        )
-    c, s = int(meta["channels"]), int(meta["image_size"])
+        raise BundleError(f"{where}: needs either 'targets' or all of {', '.join(REPR_BASIS_KEYS)}; the file is incomplete")
+    c, s = meta.channels, meta.image_size
     if has_pix:
-        m = tensors["images"].shape[0]
-        if tuple(tensors["images"].shape[1:]) != (c, s, s):
-            raise BundleError(f"{where}: 'images' has shape {tuple(tensors['images'].shape)}, expected (m, {c}, {s}, {s})")
+        m = tensors[IMAGES].shape[0]
+        if tuple(tensors[IMAGES].shape[1:]) != (c, s, s):
+            raise BundleError(f"{where}: 'images' has shape {tuple(tensors[IMAGES].shape)}, expected (m, {c}, {s}, {s})")
     else:
-        u, p = tensors["image_basis"].shape
-        m = tensors["image_coeffs"].shape[0]
-        if tensors["image_coeffs"].shape[1] != u or tensors["image_mean"].shape != (p,):
+        u, p = tensors[IMAGE_BASIS].shape
+        m = tensors[IMAGE_COEFFS].shape[0]
+        if tensors[IMAGE_COEFFS].shape[1] != u or tuple(tensors[IMAGE_MEAN].shape) != (p,):
             raise BundleError(f"{where}: image basis/coefficient/mean shapes disagree")
-        b = int(meta.get("basis_size", s))
+        b = meta.basis_size or s
         if p != c * b * b:
             raise BundleError(f"{where}: image basis width {p} != C·b·b = {c * b * b}")
     if has_t:
-        d = tensors["targets"].shape[1]
-        if tensors["targets"].shape[0] != m:
-            raise BundleError(f"{where}: {tensors['targets'].shape[0]} targets for {m} images")
-        coef = d
+        if tensors[TARGETS].shape[0] != m:
+            raise BundleError(f"{where}: {tensors[TARGETS].shape[0]} targets for {m} images")
+        coef = tensors[TARGETS].shape[1]
     else:
-        v, d = tensors["repr_basis"].shape
-        if tensors["repr_coeffs"].shape != (m, v) or tensors["repr_mean"].shape != (d,):
+        v, d = tensors[REPR_BASIS].shape
+        if tuple(tensors[REPR_COEFFS].shape) != (m, v) or tuple(tensors[REPR_MEAN].shape) != (d,):
             raise BundleError(f"{where}: representation basis/coefficient/mean shapes disagree")
         coef = v
-    views = list(meta["views"])
-    if not views or views[0] != "identity":
-        raise BundleError(f"{where}: view list {views} must start with 'identity'")
-    for view in views[1:]:
-        net = [f"approx.{view}.0.weight", f"approx.{view}.0.bias", f"approx.{view}.2.weight", f"approx.{view}.2.bias"]
-        stored = "view_coeffs." + view if has_rb else "view_targets." + view
+    if not meta.views or meta.views[0] != "identity":
+        raise BundleError(f"{where}: view list {list(meta.views)} must start with 'identity'")
+    for view in meta.views[1:]:
+        net = approx_keys(view)
+        stored = view_coeffs_key(view) if has_rb else view_targets_key(view)
         if all(k in tensors for k in net):
             if tensors[net[0]].shape[1] != coef or tensors[net[2]].shape[0] != coef:
                 raise BundleError(f"{where}: approximation network for {view!r} has the wrong width")
@@ -259,19 +358,17 @@ def validate_bundle(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]
     for key, t in tensors.items():
         if not t.is_floating_point():
             raise BundleError(f"{where}: tensor {key!r} has dtype {t.dtype}, expected a float")
-        if not torch.isfinite(t).all():
+        if not t.isfinite().all():
             raise BundleError(f"{where}: tensor {key!r} contains NaN or infinity")
 
 
-def save_bundle(path: str | Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], *, overwrite: bool = False) -> Path:
+def save_bundle(path: str | Path, tensors: Mapping[str, torch.Tensor], meta: BundleMeta, *, overwrite: bool = False) -> Path:
     """Validate and write a bundle atomically (refuses an existing path unless ``overwrite``)."""
     path = Path(path)
-    full = {"format": BUNDLE_FORMAT, "format_version": str(FORMAT_VERSION), "ssdd_version": _version(),
-            "created": now_iso(), **meta}
-    full["format_version"] = str(FORMAT_VERSION)
+    meta = dataclasses.replace(meta, format_version=FORMAT_VERSION, ssdd_version=_version(), created=now_iso())
     tensors = {k: v.detach().float() for k, v in tensors.items()}
-    validate_bundle(tensors, full, str(path))
-    _write(path, tensors, _encode(full), overwrite)
+    validate_bundle(tensors, meta, str(path))
+    _write(path, tensors, meta.to_strings(), overwrite)
     return path
 
 
@@ -279,11 +376,11 @@ def load_bundle(path: str | Path) -> Bundle:
     """Read and validate a bundle.
 
     Raises:
-        BundleError: missing, unreadable, not a bundle, newer format, or inconsistent tensors.
+        BundleError: missing, unreadable, not a bundle, newer format, malformed metadata or inconsistent tensors.
     """
     path = Path(path)
     tensors, raw = _read(path, "bundle")
-    meta = _decode(raw, path)
+    meta = BundleMeta.from_strings(raw, str(path))
     validate_bundle(tensors, meta, str(path))
     return Bundle(tensors, meta, path)
 
@@ -291,26 +388,31 @@ def load_bundle(path: str | Path) -> Bundle:
 # ---------------------------------------------------------------------------------------------
 # teacher file
 
-
 TEACHER_REQUIRED = ("format", "format_version", "arch", "repr_dim", "image_size", "mean", "std", "stem_padding")
+_TEACHER_SCHEMA = {
+    "format": "str", "format_version": "int", "arch": "str", "repr_dim": "int", "image_size": "int", "mean": "json",
+    "std": "json", "stem_padding": "int", "dataset": "str", "origin": "str", "imported_from": "str",
+    "config": "json", "steps_done": "int", "train_seconds": "float", "final_loss": "float",
+    "probe_accuracy": "float", "probe_target": "str", "ssdd_version": "str", "created": "str",
+}
 
 
 @dataclass
 class TeacherFile:
-    """A teacher as stored: backbone state dict (bare keys) and metadata."""
+    """A teacher as stored: backbone state dict (bare keys) and decoded metadata."""
 
     state_dict: dict[str, torch.Tensor]
     meta: dict[str, Any]
     path: Path | None = None
 
 
-def save_teacher_file(path: str | Path, state_dict: Mapping[str, torch.Tensor], meta: Mapping[str, Any], *, overwrite: bool = False) -> Path:
+def save_teacher_file(path: str | Path, state_dict: Mapping[str, torch.Tensor], meta: Mapping[str, Any], *,
+                      overwrite: bool = False) -> Path:
     """Write a teacher file atomically."""
     path = Path(path)
-    full = {"format": TEACHER_FORMAT, "format_version": str(FORMAT_VERSION), "ssdd_version": _version(),
-            "created": now_iso(), **meta}
-    enc = {k: (v if isinstance(v, str) else json.dumps(v, sort_keys=True)) for k, v in full.items()}
-    _write(path, state_dict, enc, overwrite)
+    full = {"format": TEACHER_FORMAT, **meta, "format_version": FORMAT_VERSION, "ssdd_version": _version(),
+            "created": now_iso()}
+    _write(path, state_dict, encode_meta(full), overwrite)
     return path
 
 
@@ -331,23 +433,43 @@ def load_teacher_file(path: str | Path) -> TeacherFile:
     missing = [k for k in TEACHER_REQUIRED if k not in raw]
     if missing:
         raise BundleError(f"{path}: teacher metadata lacks {', '.join(missing)}; the file is corrupt")
-    meta: dict[str, Any] = {}
-    for key, value in raw.items():
-        try:
-            meta[key] = json.loads(value)
-        except json.JSONDecodeError:
-            meta[key] = value
-    if int(meta["format_version"]) > FORMAT_VERSION:
+    meta = decode_meta(raw, _TEACHER_SCHEMA, str(path))
+    if meta["format_version"] > FORMAT_VERSION:
         raise BundleError(f"{path}: teacher format v{meta['format_version']} is newer than this ssdd; upgrade ssdd")
     return TeacherFile(tensors, meta, path)
 
 
 # ---------------------------------------------------------------------------------------------
-# plain tensor files (expanded pairs, caches)
+# reading and writing (the only safetensors calls of the package)
+
+
+def _read(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    if not path.exists():
+        raise BundleError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise BundleError(f"{path} is a directory; give the {what} file")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BundleError(f"{path}: not a readable safetensors {what} ({first}); was it written by ssdd?") from exc
+    return tensors, meta
+
+
+def _write(path: Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], overwrite: bool) -> None:
+    check_output(path, overwrite)
+    try:
+        save_tensors(path, tensors, meta)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}; check free space and permissions") from exc
 
 
 def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str] | None = None) -> None:
-    """Write plain tensors with string metadata atomically (no format checks)."""
+    """Write plain tensors with string metadata atomically (no format checks; caches, expanded pairs)."""
     from safetensors.torch import save_file
 
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
@@ -356,5 +478,9 @@ def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], meta: Ma
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read plain tensors and metadata."""
+    """Read plain tensors and their metadata.
+
+    Raises:
+        BundleError: missing or unreadable file.
+    """
     return _read(Path(path), "tensor file")

@@ -1,17 +1,17 @@
 """The ``ssdd`` command line: a thin Typer layer over :mod:`ssdd_cli.api`.
 
-stdout carries results (rich tables or ``--json``); progress, logs and errors go to stderr.
-Every :class:`~ssdd_cli.errors.SsddError` becomes ``error: <one line>`` and its exit code.
+Each command parses its options, calls one API function and renders the result. stdout carries
+results (rich tables or ``--json``); progress, notes and errors go to stderr. Every
+:class:`~ssdd_cli.errors.SsddError` becomes ``error: <one line>`` and its exit code. Common settings
+have flags; every other field of a command's configuration is set with ``--set key=value`` or a
+``--config run.toml`` file (listed by ``ssdd settings``). Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -21,6 +21,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import ConfigError, SsddError
+from .methods.registry import list_methods
 
 app = typer.Typer(
     name="ssdd",
@@ -33,35 +34,7 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
-
-
-class Method(str, Enum):
-    """Distillation methods."""
-
-    boost = "boost"
-    krr_st = "krr-st"
-
-
-class Preset(str, Enum):
-    """Named hyper-parameter presets."""
-
-    paper = "paper"
-    cpu = "cpu"
-
-
-class Baseline(str, Enum):
-    """Baselines for ``evaluate``."""
-
-    none = "none"
-    random = "random"
-
-
-class Init(str, Enum):
-    """Basis initialisation."""
-
-    pca = "pca"
-    random = "random"
-
+METHOD_NAMES = ", ".join(m.replace("_", "-") for m in list_methods())
 
 # ------------------------------------------------------------------------------------------------
 # shared options (declared once)
@@ -76,12 +49,15 @@ DataRootOpt = Annotated[
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache folder (default: $SSDD_CACHE or ~/.cache/ssdd).")]
 ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Resize images to this side (default: 32, 64 for imagenet-subset).")]
 ClassesOpt = Annotated[Optional[str], typer.Option("--classes", help="imagenet-subset classes: a wnid list file or 'imagenette'.")]
-PresetOpt = Annotated[Preset, typer.Option("--preset", help="paper: method.md settings; cpu: minutes on a 2-core CPU (docs/cpu-preset.md).")]
+PresetOpt = Annotated[str, typer.Option("--preset", help="paper: method.md settings; cpu: minutes on a 2-core CPU (docs/cpu-preset.md).")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML file of settings ([teacher], [distill], [evaluate] tables).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE for any setting (repeatable; see `ssdd settings`).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for ssdd errors too.")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Allow torchvision to download CIFAR into --data-root (needs internet).")]
+AmpOpt = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast (default with --preset cpu: where the CPU has AMX/AVX512-BF16, or CUDA).")]
 
 
 @contextmanager
@@ -105,6 +81,23 @@ def _session(quiet: bool = False, verbose: bool = False, debug: bool = False) ->
         raise typer.Exit(130) from None
 
 
+def _settings(section: str, config_file: Path | None, assignments: list[str] | None, **flags: Any) -> dict[str, Any]:
+    """Settings for one command: the TOML file, then ``--set``, then the flags that were given."""
+    from .config import load_config_file, parse_assignments
+
+    values = load_config_file(config_file, section) if config_file is not None else {}
+    values.update(parse_assignments(assignments or []))
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return values
+
+
+def _data(data_root: Path | None, cache_dir: Path | None, image_size: int | None = None, classes: str | None = None,
+          download: bool = False) -> Any:
+    from .api import DataOptions
+
+    return DataOptions(data_root, cache_dir, image_size, classes, download)
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"ssdd {__version__}")
@@ -116,38 +109,6 @@ def main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
 ) -> None:
     """Self-supervised dataset distillation."""
-
-
-def _check_arch(name: str | None) -> None:
-    """Refuse an unknown architecture before any dataset loads (a typo should fail at once)."""
-    if name is not None:
-        from .models import check_model_name
-
-        check_model_name(name)
-
-
-def _load_data(name: str, data_root: Path | None, cache: Path | None, image_size: int | None,
-               classes: str | None, download: bool, reporter: Any) -> Any:
-    from .api import load_dataset
-
-    return load_dataset(name, data_root=data_root, cache_dir=cache, image_size=image_size, classes=classes,
-                        download=download, reporter=reporter)
-
-
-def _print_storage(report: Any, budget: int | None = None) -> None:
-    table = Table(title="storage (floats / image-equivalents)", title_justify="left")
-    table.add_column("tensor")
-    table.add_column("group")
-    table.add_column("floats", justify="right")
-    table.add_column("image-eq.", justify="right")
-    for key, group, n, eq in report.table():
-        table.add_row(key, group, f"{n:,}", f"{eq:.2f}")
-    table.add_row("[bold]total", "", f"[bold]{report.total_floats:,}", f"[bold]{report.image_equivalents:.2f}")
-    charged = f"budget cost {report.cost:.2f}" + (f" / {budget}" if budget else "")
-    if report.method in ("krr_st", "random"):
-        charged += " (pixel method: the budget counts images only)"
-    table.caption = charged
-    err.print(table)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -164,11 +125,12 @@ def teacher(
     minutes: Annotated[Optional[float], typer.Option("--minutes", help="Stop training after this many minutes.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per step.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (LARS: per 256 images).")] = None,
-    optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="lars, adamw or sgd.")] = None,
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast (default with --preset cpu: on where the CPU has AMX/AVX512-BF16 or on CUDA).")] = None,
+    amp: AmpOpt = None,
     stem_padding: Annotated[int, typer.Option("--stem-padding", help="ResNet stem padding of an imported checkpoint.")] = 2,
     probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Linear-probe the teacher on the dataset and record it.")] = True,
-    preset: PresetOpt = Preset.paper,
+    preset: PresetOpt = "paper",
+    config_file: ConfigOpt = None,
+    assignments: SetOpt = None,
     data_root: DataRootOpt = None,
     cache_dir: CacheOpt = None,
     image_size: ImageSizeOpt = None,
@@ -184,50 +146,31 @@ def teacher(
     """Train a Barlow Twins teacher on DATASET, or convert a checkpoint with --import."""
     with _session(quiet, verbose, debug) as rep:
         from . import api
-        from .paths import check_output
 
-        if dataset is None and import_ckpt is None:
-            raise ConfigError("give a DATASET to train on, or --import CKPT to convert a checkpoint")
-        dev = api.resolve_device(device)
+        data = _data(data_root, cache_dir, image_size, classes, download)
         if import_ckpt is not None:
             if output is None:
                 raise ConfigError("--import needs -o FILE for the converted teacher")
-            check_output(output, overwrite)
-            data = _load_data(dataset, data_root, cache_dir, image_size, classes, download, rep) if dataset else None
-            if data is None:
-                from .data.registry import REFERENCE_STATS
-
-                mean, std = REFERENCE_STATS[("cifar100", 32)]
-            else:
-                mean, std = data.mean, data.std
-            t = api.import_checkpoint(import_ckpt, arch=arch or "resnet18", image_size=image_size or (data.image_size if data else 32),
-                                      mean=mean, std=std, stem_padding=stem_padding,
-                                      dataset_name=data.name if data else "")
-            api.save_teacher(t, output, overwrite=overwrite)
-            err.print(f"imported {import_ckpt} ({t.meta['origin']}, {t.arch}, {t.repr_dim}-d) → {output}")
+            run = api.import_teacher_to_file(import_ckpt, output, dataset=dataset, data=data, arch=arch,
+                                             stem_padding=stem_padding, overwrite=overwrite, reporter=rep)
+            err.print(f"imported {import_ckpt} ({run.teacher.meta['origin']}, {run.teacher.arch}, "
+                      f"{run.teacher.repr_dim}-d) → {output}")
             return
-        _check_arch(arch)
-        data = _load_data(dataset, data_root, cache_dir, image_size, classes, download, rep)
-        target = output or api.default_teacher_path(data.name, data.image_size, cache_dir)
-        check_output(target, overwrite)
-        cfg = api.teacher_config(preset.value, arch=arch, num_steps=steps, max_minutes=minutes, batch_size=batch_size,
-                                 lr=lr, optimizer=optimizer, amp=amp, seed=seed)
-        err.print(f"training {cfg.arch} teacher on {data.name} ({data.train_images.shape[0]:,} images, "
-                  f"{data.image_size}px) on {dev} for {cfg.num_steps:,} steps"
-                  + (f" or {cfg.max_minutes} min" if cfg.max_minutes else ""))
-        if dev.type == "cpu" and preset == Preset.paper and steps is None and minutes is None:
-            err.print("[yellow]note:[/] the paper preset trains a ResNet-18 for 1000 epochs, which takes weeks on a CPU; "
-                      "--preset cpu (docs/cpu-preset.md), --steps or --minutes make it practical")
-        t = api.make_teacher(data, cfg, device=dev, reporter=rep)
-        if probe:
-            acc = api.teacher_probe_accuracy(t, data, api.eval_config(preset.value), device=dev, reporter=rep)
-            t.meta["probe_accuracy"] = round(acc, 2)
-            t.meta["probe_target"] = data.name
-        api.save_teacher(t, target, overwrite=overwrite)
-        meta = t.meta
-        err.print(f"teacher: {meta['steps_done']:,} steps in {meta['train_seconds']:.0f} s, final loss {meta['final_loss']:.4g}"
-                  + (f", linear probe {meta['probe_accuracy']:.2f}% on {data.name}" if probe else ""))
-        out.print(str(target))
+        if dataset is None:
+            raise ConfigError("give a DATASET to train on, or --import CKPT to convert a checkpoint")
+        settings = _settings("teacher", config_file, assignments, arch=arch, num_steps=steps, max_minutes=minutes,
+                             batch_size=batch_size, lr=lr, amp=amp, seed=seed)
+        run = api.teacher_to_file(dataset, output=output, data=data, preset=preset, settings=settings, probe=probe,
+                                  overwrite=overwrite, device=device, reporter=rep)
+        _render_teacher(run)
+
+
+def _render_teacher(run: Any) -> None:
+    meta = run.teacher.meta
+    probe = f", linear probe {meta['probe_accuracy']:.2f}% on {meta['probe_target']}" if "probe_accuracy" in meta else ""
+    err.print(f"teacher: {meta['steps_done']:,} steps in {meta['train_seconds']:.0f} s, final loss {meta['final_loss']:.4g}"
+              + probe)
+    out.print(str(run.path))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -239,33 +182,24 @@ def distill(
     dataset: Annotated[str, typer.Argument(help="Source dataset name or image-folder path.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Bundle to write (.safetensors).")],
     teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Teacher file (default: the cached one from `ssdd teacher DATASET`).")] = None,
-    budget: Annotated[int, typer.Option("--budget", "-N", help="Storage budget N in image-equivalents.")] = 100,
-    method: Annotated[Method, typer.Option("--method", help="boost (default) or krr-st.")] = Method.boost,
+    budget: Annotated[Optional[int], typer.Option("--budget", "-N", help="Storage budget N in image-equivalents [default: 100].")] = None,
+    method: Annotated[str, typer.Option("--method", help=f"Method: {METHOD_NAMES} (`ssdd methods`).")] = "boost",
     steps: Annotated[Optional[int], typer.Option("--steps", help="Outer steps.")] = None,
     minutes: Annotated[Optional[float], typer.Option("--minutes", help="Stop the outer loop after this many minutes.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Outer AdamW learning rate.")] = None,
-    lr_targets: Annotated[Optional[float], typer.Option("--lr-targets", help="Separate lr for the target side.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Real images per outer step.")] = None,
-    pool_arch: Annotated[Optional[str], typer.Option("--pool-arch", help="Pool ConvNet architecture.")] = None,
-    pool_size: Annotated[Optional[int], typer.Option("--pool-size", help="Number of pool models.")] = None,
-    pool_online_steps: Annotated[Optional[int], typer.Option("--pool-online-steps", help="Online updates before a pool model is re-initialised.")] = None,
-    pool_reset_bug: Annotated[Optional[bool], typer.Option("--pool-reset-bug", help="Reproduce upstream's pool counter quirk (Q1).")] = None,
-    krrst_raw_space: Annotated[Optional[bool], typer.Option("--krrst-raw-space", help="Keep images in raw [0,1] space (upstream quirk Q2).")] = None,
     views: Annotated[Optional[str], typer.Option("--views", help="Predefined views, e.g. identity,rot90,rot180,rot270 or identity,hflip.")] = None,
     no_bases: Annotated[bool, typer.Option("--no-bases", help="Ablation: store pixels instead of bases.")] = False,
     no_aug: Annotated[bool, typer.Option("--no-aug", help="Ablation: identity view only.")] = False,
     no_approx: Annotated[bool, typer.Option("--no-approx", help="Ablation: store every view's targets (charged to the budget).")] = False,
+    init: Annotated[Optional[str], typer.Option("--init", help="Basis initialisation: pca or random (ablation).")] = None,
     num_images: Annotated[Optional[int], typer.Option("--num-images", "-m", help="Distilled images m (default: from the budget).")] = None,
     image_rank: Annotated[Optional[int], typer.Option("--image-rank", "-U", help="Image bases U.")] = None,
     repr_rank: Annotated[Optional[int], typer.Option("--repr-rank", "-V", help="Representation bases V.")] = None,
-    basis_size: Annotated[Optional[int], typer.Option("--basis-size", help="Side of the image bases (default: half the image side).")] = None,
-    approx_hidden: Annotated[Optional[int], typer.Option("--approx-hidden", "-k", help="Hidden width of the approximation networks.")] = None,
-    approx_mode: Annotated[Optional[str], typer.Option("--approx-mode", help="after: fit the approximation networks after distillation (paper); joint: fit at init and train them in the loop.")] = None,
-    init: Annotated[Optional[Init], typer.Option("--init", help="Basis initialisation: pca or random.")] = None,
-    freeze_means: Annotated[Optional[bool], typer.Option("--freeze-means", help="Keep the PCA means fixed.")] = None,
-    aug_in_krr: Annotated[Optional[bool], typer.Option("--aug-in-krr/--no-aug-in-krr", help="Views enter the KRR support set.")] = None,
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast for the pool ConvNets (default with --preset cpu: on where bf16 is fast).")] = None,
-    preset: PresetOpt = Preset.paper,
+    amp: AmpOpt = None,
+    preset: PresetOpt = "paper",
+    config_file: ConfigOpt = None,
+    assignments: SetOpt = None,
     data_root: DataRootOpt = None,
     cache_dir: CacheOpt = None,
     image_size: ImageSizeOpt = None,
@@ -282,54 +216,47 @@ def distill(
     """Distil DATASET into a bundle of at most --budget image-equivalents."""
     with _session(quiet, verbose, debug) as rep:
         from . import api
-        from .paths import check_output
 
-        api.check_budget(budget)
-        check_output(output, overwrite)
-        dev = api.resolve_device(device)
-        if no_aug:
-            views = "identity"
-        _check_arch(pool_arch)
-        data = _load_data(dataset, data_root, cache_dir, image_size, classes, download, rep)
-        cfg = api.distill_config(
-            method.value, preset.value, data.image_size, budget=budget, num_steps=steps, max_minutes=minutes, lr=lr,
-            lr_targets=lr_targets, batch_size=batch_size, pool_arch=pool_arch, pool_size=pool_size,
-            pool_online_steps=pool_online_steps, pool_reset_bug=pool_reset_bug, raw_space=krrst_raw_space,
-            views=tuple(views.split(",")) if views else None, bases=False if no_bases else None,
-            approx=False if no_approx else None, num_images=num_images, image_rank=image_rank, repr_rank=repr_rank,
-            basis_size=basis_size, approx_hidden=approx_hidden, approx_mode=approx_mode, init=init.value if init else None,
-            freeze_means=freeze_means, aug_in_krr=aug_in_krr, amp=amp, seed=seed,
-        )
-        tpath = teacher or api.default_teacher_path(data.name, data.image_size, cache_dir)
-        if teacher is None and not tpath.exists():
-            raise ConfigError(f"no teacher for {data.name} at {data.image_size}px; run `ssdd teacher {dataset}` first "
-                              "or pass --teacher FILE")
-        t = api.load_teacher(tpath, dev)
-        plan = api.planned_storage(cfg, data, t.repr_dim)
-        _print_storage(plan, budget)
-        err.print(f"distilling {data.name} with {cfg.method} on {dev}: m={plan.num_images}, views={','.join(cfg.views)}, "
-                  f"{cfg.num_steps:,} steps" + (f" or {cfg.max_minutes} min" if cfg.max_minutes else ""))
-        if dev.type == "cpu" and preset == Preset.paper and steps is None and minutes is None:
-            err.print(f"[yellow]note:[/] the paper preset runs {cfg.num_steps:,} outer steps, which takes days on a CPU; "
-                      "--preset cpu (docs/cpu-preset.md), --steps or --minutes make it practical")
-        result = api.distill(data, t, cfg, device=dev, cache=cache_dir, reporter=rep)
-        api.save_distilled(result, output, overwrite=overwrite)
-        fit = result.meta["fit"]
-        summary = {"output": str(output), "method": cfg.method, "steps": fit["steps_done"], "seconds": round(result.seconds, 1),
-                   "first_loss": fit["first_loss"], "final_loss": fit["final_loss"], "storage": result.meta["storage"],
-                   "approx_fit": fit["approx"], "drift": fit.get("drift")}
-        if json_out:
-            out.print_json(json.dumps(summary))
-            return
-        drift = fit.get("drift") or {}
-        msg = (f"wrote {output}: {fit['steps_done']:,} steps in {result.seconds:.0f} s, outer loss "
-               f"{fit['first_loss']:.4g} → {fit['final_loss']:.4g}" if fit["steps_done"] else f"wrote {output} (0 steps)")
-        out.print(msg, highlight=False)
-        if fit["steps_done"]:
-            out.print(f"  support moved {100 * drift.get('images', 0):.1f}% (images), {100 * drift.get('targets', 0):.1f}% "
-                      "(targets) from its initialisation", highlight=False)
-        for view, rel in fit["approx"].items():
-            out.print(f"  approximation network {view}: relative error {rel['relative_error']:.3f} (1.0 = predicting no shift)")
+        settings = _settings("distill", config_file, assignments, budget=budget, num_steps=steps, max_minutes=minutes,
+                             lr=lr, batch_size=batch_size, views="identity" if no_aug else views,
+                             bases=False if no_bases else None, approx=False if no_approx else None, init=init,
+                             num_images=num_images, image_rank=image_rank, repr_rank=repr_rank, amp=amp, seed=seed)
+        result = api.distill_to_file(dataset, output, method=method, preset=preset, settings=settings, teacher=teacher,
+                                     data=_data(data_root, cache_dir, image_size, classes, download),
+                                     overwrite=overwrite, device=device, reporter=rep, on_plan=_print_plan)
+        _render_distill(result, output, json_out)
+
+
+def _print_plan(plan: Any, config: Any) -> None:
+    report = plan.report
+    table = Table(title="storage (floats / image-equivalents)", title_justify="left")
+    for col in ("tensor", "group", "floats", "image-eq."):
+        table.add_column(col, justify="right" if col in ("floats", "image-eq.") else "left")
+    for key, group, n, eq in report.table():
+        table.add_row(key, group, f"{n:,}", f"{eq:.2f}")
+    table.add_row("[bold]total", "", f"[bold]{report.total_floats:,}", f"[bold]{report.image_equivalents:.2f}")
+    table.caption = f"budget cost {report.cost:.2f} / {config.budget}" + (
+        " (pixel method: the budget counts images only)" if report.images_only else "")
+    err.print(table)
+
+
+def _render_distill(result: Any, output: Path, json_out: bool) -> None:
+    fit = result.meta.fit
+    if json_out:
+        summary = {"output": str(output), "method": result.meta.method, "steps": fit["steps_done"],
+                   "seconds": round(result.seconds, 1), "first_loss": fit["first_loss"], "final_loss": fit["final_loss"],
+                   "storage": result.meta.storage, "approx_fit": fit["approx"], "drift": fit.get("drift")}
+        out.print_json(json.dumps(summary))
+        return
+    if fit["steps_done"]:
+        out.print(f"wrote {output}: {fit['steps_done']:,} steps in {result.seconds:.0f} s, outer loss "
+                  f"{fit['first_loss']:.4g} → {fit['final_loss']:.4g}", highlight=False)
+        out.print(f"  support moved {100 * fit['drift']['images']:.1f}% (images), {100 * fit['drift']['targets']:.1f}% "
+                  "(targets) from its initialisation", highlight=False)
+    else:
+        out.print(f"wrote {output} (0 steps)", highlight=False)
+    for view, rel in fit["approx"].items():
+        out.print(f"  approximation network {view}: relative error {rel['relative_error']:.3f} (1.0 = predicting no shift)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -348,42 +275,44 @@ def inspect(
     with _session(True, False, debug):
         from . import api
 
-        summary = api.inspect_bundle(bundle, verify=verify, device=api.resolve_device(device))
+        summary = api.inspect_bundle(bundle, verify=verify, device=device)
         if json_out:
             out.print_json(json.dumps(summary, default=str))
             return
-        st = summary["storage"]
-        table = Table(title=f"{bundle}", show_header=False, title_justify="left")
-        table.add_column(style="bold")
-        table.add_column()
-        c = summary["counts"]
-        rows = [
-            ("method", summary["method"]),
-            ("source", f"{summary['source']} ({summary['image_shape'][1]}px, {summary['image_space']} space)"),
-            ("images", f"{summary['num_images']} × {len(summary['views'])} view(s) = {summary['num_pairs']} pairs"),
-            ("views", ", ".join(summary["views"])),
-            ("sizes", ", ".join(f"{k}={v}" for k, v in c.items() if v)),
-            ("teacher", f"{summary['teacher'].get('arch')} {summary['teacher'].get('repr_dim')}-d, sha256 {str(summary['teacher'].get('sha256'))[:12]}"),
-            ("budget", f"cost {st['cost']:.2f} of N={summary['budget']} ({st['total_floats']:,} floats = {st['image_equivalents']:.2f} image-eq.)"),
-            ("breakdown", ", ".join(f"{g} {n:,}" for g, n in st["groups"].items())),
-            ("created", f"{summary['created']} by ssdd {summary['ssdd_version']}"),
-        ]
-        approx = summary["fit"].get("approx", {})
-        if approx:
-            rows.append(("approx fit", ", ".join(f"{v}: {r['relative_error']:.3f}" for v, r in approx.items())))
-        for k, v in rows:
-            table.add_row(k, str(v))
-        out.print(table)
-        t2 = Table(title="storage breakdown", title_justify="left")
-        for col in ("group", "floats", "image-eq."):
-            t2.add_column(col, justify="right" if col != "group" else "left")
-        for g, n in st["groups"].items():
-            t2.add_row(g, f"{n:,}", f"{n / st['image_numel']:.2f}")
-        t2.add_row("[bold]total", f"[bold]{st['total_floats']:,}", f"[bold]{st['image_equivalents']:.2f}")
-        out.print(t2)
-        if verify:
-            for name, ok in summary["verify"].items():
-                out.print(f"  [green]✓[/] {name}" if ok else f"  [red]✗[/] {name}")
+        _render_inspect(bundle, summary)
+
+
+def _render_inspect(bundle: Path, summary: dict[str, Any]) -> None:
+    st, c, t = summary["storage"], summary["counts"], summary["teacher"]
+    table = Table(title=f"{bundle}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("method", summary["method"]),
+        ("source", f"{summary['source']} ({summary['image_shape'][1]}px, {summary['image_space']} space)"),
+        ("images", f"{summary['num_images']} × {len(summary['views'])} view(s) = {summary['num_pairs']} pairs"),
+        ("views", ", ".join(summary["views"])),
+        ("sizes", ", ".join(f"{k}={v}" for k, v in c.items() if v)),
+        ("teacher", f"{t.get('arch')} {t.get('repr_dim')}-d, sha256 {str(t.get('sha256'))[:12]}"),
+        ("budget", f"cost {st['cost']:.2f} of N={summary['budget']} ({st['total_floats']:,} floats = {st['image_equivalents']:.2f} image-eq.)"),
+        ("breakdown", ", ".join(f"{g} {n:,}" for g, n in st["groups"].items())),
+        ("created", f"{summary['created']} by ssdd {summary['ssdd_version']}"),
+    ]
+    approx = summary["fit"].get("approx", {})
+    if approx:
+        rows.append(("approx fit", ", ".join(f"{v}: {r['relative_error']:.3f}" for v, r in approx.items())))
+    for k, v in rows:
+        table.add_row(k, str(v))
+    out.print(table)
+    t2 = Table(title="storage breakdown", title_justify="left")
+    for col in ("group", "floats", "image-eq."):
+        t2.add_column(col, justify="right" if col != "group" else "left")
+    for g, n in st["groups"].items():
+        t2.add_row(g, f"{n:,}", f"{n / st['image_numel']:.2f}")
+    t2.add_row("[bold]total", f"[bold]{st['total_floats']:,}", f"[bold]{st['image_equivalents']:.2f}")
+    out.print(t2)
+    for name, ok in summary.get("verify", {}).items():
+        out.print(f"  [green]✓[/] {name}" if ok else f"  [red]✗[/] {name}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -405,12 +334,9 @@ def expand(
     with _session(quiet, False, debug):
         from . import api
 
-        b = api.load_bundle(bundle)
-        t0 = time.perf_counter()
-        manifest = api.write_expanded(b, output, views=views, device=api.resolve_device(device), overwrite=overwrite,
-                                      write_images=not no_png)
-        out.print(f"wrote {manifest['num_pairs']} pairs ({manifest['num_images']} images × {len(manifest['views'])} views) "
-                  f"to {output} in {time.perf_counter() - t0:.1f} s", highlight=False)
+        m = api.expand_bundle(bundle, output, views=views, device=device, overwrite=overwrite, write_images=not no_png)
+        out.print(f"wrote {m['num_pairs']} pairs ({m['num_images']} images × {len(m['views'])} views) "
+                  f"to {output} in {m['seconds']:.1f} s", highlight=False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -422,7 +348,7 @@ def evaluate(
     bundle: Annotated[Optional[Path], typer.Argument(help="Bundle to evaluate (omit with --baseline random and --teacher).")] = None,
     target: Annotated[Optional[str], typer.Option("--target", help="Target dataset for the linear probe (default: the bundle's source).")] = None,
     arch: Annotated[Optional[str], typer.Option("--arch", help="Architecture pretrained on the set (default: convnet3; convnet3_s with --preset cpu).")] = None,
-    baseline: Annotated[Baseline, typer.Option("--baseline", help="Also evaluate N random real images with teacher targets.")] = Baseline.none,
+    baseline: Annotated[str, typer.Option("--baseline", help="random: also evaluate N random real images with teacher targets (none: no baseline).")] = "none",
     budget: Annotated[Optional[int], typer.Option("--budget", "-N", help="Budget of the random baseline (default: the bundle's).")] = None,
     teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Teacher for the baseline and its own probe (default: the bundle's).")] = None,
     source: Annotated[Optional[str], typer.Option("--source", help="Source dataset of the random baseline (default: the bundle's).")] = None,
@@ -431,8 +357,10 @@ def evaluate(
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="Independent runs (paired across rows).")] = None,
     floor: Annotated[bool, typer.Option("--floor/--no-floor", help="Also report the no-pretraining floor.")] = True,
     teacher_probe: Annotated[bool, typer.Option("--teacher-probe/--no-teacher-probe", help="Also report the teacher's own probe accuracy.")] = True,
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast (default with --preset cpu: on where the CPU has AMX/AVX512-BF16 or on CUDA).")] = None,
-    preset: PresetOpt = Preset.paper,
+    amp: AmpOpt = None,
+    preset: PresetOpt = "paper",
+    config_file: ConfigOpt = None,
+    assignments: SetOpt = None,
     data_root: DataRootOpt = None,
     cache_dir: CacheOpt = None,
     download: DownloadOpt = False,
@@ -447,63 +375,35 @@ def evaluate(
     """Pretrain a fresh model on the set's pairs, linear-probe it on --target, and compare with baselines."""
     with _session(quiet, verbose, debug) as rep:
         from . import api
-        from .paths import check_output
 
+        settings = _settings("evaluate", config_file, assignments, arch=arch, pretrain_epochs=epochs,
+                             probe_steps=probe_steps, num_seeds=seeds, amp=amp, seed=seed)
+        config = api.eval_config(preset, **settings)
+        request = api.EvalRequest(bundle, target, source, teacher, budget, None if baseline == "none" else baseline,
+                                  floor, teacher_probe, json_path, overwrite, _data(data_root, cache_dir, download=download))
+        report = api.evaluate_bundle(request, config, device=device, reporter=rep)
+        _render_report(report, config)
         if json_path is not None:
-            check_output(json_path, overwrite)
-        cfg = api.eval_config(preset.value, arch=arch, pretrain_epochs=epochs, probe_steps=probe_steps, num_seeds=seeds,
-                              amp=amp, seed=seed)
-        _check_arch(cfg.arch)
-        dev = api.resolve_device(device)
-        b = api.load_bundle(bundle) if bundle is not None else None
-        if b is None and baseline == Baseline.none:
-            raise ConfigError("give a BUNDLE, or --baseline random with --teacher and --source")
-        tpath = teacher or (Path(b.meta["teacher"]["path"]) if b is not None and b.meta["teacher"].get("path") else None)
-        t = None
-        if tpath is not None and tpath.exists():
-            t = api.load_teacher(tpath, dev)
-            if b is not None and b.meta["teacher"].get("sha256") not in (None, t.sha256):
-                err.print(f"[yellow]warning:[/] teacher {tpath} differs from the one the bundle was distilled with")
-        elif baseline == Baseline.random or teacher is not None:
-            raise ConfigError("the random baseline needs the teacher: pass --teacher FILE"
-                              + (f" (the bundle's teacher {tpath} is missing)" if tpath else ""))
-        src_name = source or (b.meta["source"] if b is not None else None)
-        tgt_name = target or src_name
-        if tgt_name is None:
-            raise ConfigError("give --target (or --source) for the random baseline")
-        size = b.image_shape[1] if b is not None else (t.image_size if t else None)
-        tgt = _load_data(tgt_name, data_root, cache_dir, size, None, download, rep)
-        src = None
-        n = budget or (int(b.meta["budget"]) if b is not None else None)
-        if baseline == Baseline.random:
-            if n is None:
-                raise ConfigError("--baseline random needs --budget N (or a bundle)")
-            api.check_budget(n)
-            src = tgt if src_name == tgt_name else _load_data(src_name, data_root, cache_dir, size, None, download, rep)
-        err.print(f"evaluating on {tgt.name} with {cfg.arch}: {cfg.pretrain_epochs} pretraining epochs, "
-                  f"{cfg.probe_steps} probe steps, {cfg.num_seeds} seed(s), device {dev}")
-        report = api.evaluate(tgt, cfg, device=dev, bundle=b, baseline_source=src, baseline_budget=n if src else None,
-                              teacher=t, floor=floor, teacher_probe=teacher_probe, reporter=rep)
-        table = Table(title=f"linear probe on {tgt.name} ({cfg.arch}, {cfg.pretrain_epochs} ep pretraining, "
-                            f"{cfg.num_seeds} seed(s))", title_justify="left")
-        table.add_column("set")
-        table.add_column("top-1 %", justify="right")
-        table.add_column("runs", justify="right")
-        table.add_column("note")
-        for row in report.rows:
-            acc = f"{row.mean:.2f} ± {row.std:.2f}" if len(row.accuracies) > 1 else f"{row.mean:.2f}"
-            table.add_row(row.name, acc, str(len(row.accuracies)), row.note)
-        out.print(table)
-        for name, diffs in report.paired.items():
-            mean = sum(diffs) / len(diffs)
-            out.print(f"paired difference {name}: {mean:+.2f} (per seed: {', '.join(f'{d:+.2f}' for d in diffs)})",
-                      highlight=False)
-        if json_path is not None:
-            from .paths import atomic_file
-
-            with atomic_file(json_path) as tmp:
-                tmp.write_text(json.dumps(report.to_dict(), indent=1))
             err.print(f"wrote {json_path}")
+
+
+def _render_report(report: Any, config: Any) -> None:
+    table = Table(title=f"linear probe on {report.target} ({config.arch}, {config.pretrain_epochs} ep pretraining, "
+                        f"{config.num_seeds} seed(s))", title_justify="left")
+    for col in ("set", "top-1 %", "runs", "note"):
+        table.add_column(col, justify="right" if col in ("top-1 %", "runs") else "left")
+    for row in report.rows:
+        acc = f"{row.mean:.2f} ± {row.std:.2f}" if len(row.accuracies) > 1 else f"{row.mean:.2f}"
+        table.add_row(row.name, acc, str(len(row.accuracies)), row.note)
+    out.print(table)
+    for name, diffs in report.paired.items():
+        mean = sum(diffs) / len(diffs)
+        out.print(f"paired difference {name}: {mean:+.2f} (per seed: {', '.join(f'{d:+.2f}' for d in diffs)})",
+                  highlight=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# registries and settings
 
 
 @app.command("models")
@@ -517,9 +417,33 @@ def models_cmd() -> None:
     out.print(table)
 
 
-def run() -> None:  # pragma: no cover - console-script shim
-    """Entry point that keeps SsddError tracebacks out of the console."""
-    app()
+@app.command("methods")
+def methods_cmd() -> None:
+    """List the registered distillation methods."""
+    from .methods.registry import get_method
+
+    table = Table("name", "budget counts", "description")
+    for name in list_methods():
+        entry = get_method(name)
+        table.add_row(name.replace("_", "-"), "images" if entry.pixel_storage else "every float", entry.summary)
+    out.print(table)
 
 
-_ = (Callable, sys)
+@app.command("settings")
+def settings_cmd(
+    command: Annotated[str, typer.Argument(help="teacher, distill or evaluate.")] = "distill",
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (docs/config.md).")] = False,
+) -> None:
+    """List every setting of a command, for --set KEY=VALUE and --config FILE."""
+    with _session(True):
+        from .config import CONFIG_CLASSES, settings_markdown, settings_rows
+
+        if command not in CONFIG_CLASSES:
+            raise ConfigError(f"unknown command {command!r}; use {', '.join(CONFIG_CLASSES)}")
+        if markdown:
+            out.print(settings_markdown(command), markup=False, highlight=False, soft_wrap=True)
+            return
+        table = Table("key", "type", "default", "meaning", title=f"ssdd {command} settings (--set KEY=VALUE)")
+        for row in settings_rows(command):
+            table.add_row(*row)
+        out.print(table)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from . import augment
-from .bundle import Bundle
+from .bundle import Bundle, save_tensors
 from .errors import ConfigError
 from .methods.synthetic import SyntheticSet
 from .paths import atomic_dir, check_output
@@ -19,7 +19,7 @@ from .paths import atomic_dir, check_output
 def synthetic_from_bundle(bundle: Bundle) -> SyntheticSet:
     """The distilled set of a bundle as a (frozen) :class:`SyntheticSet`."""
     synth = SyntheticSet.from_tensors(bundle.tensors, views=bundle.views, image_size=bundle.image_shape[1],
-                                      channels=bundle.image_shape[0], basis_size=int(bundle.meta.get("basis_size", 0)) or None)
+                                      channels=bundle.image_shape[0], basis_size=bundle.basis_size)
     return synth.requires_grad_(False).eval()
 
 
@@ -53,7 +53,7 @@ def expand_pairs(
 def to_uint8(images: torch.Tensor, bundle: Bundle) -> torch.Tensor:
     """De-normalise (if needed) and quantise images to uint8 for viewing."""
     x = images.float().cpu()
-    if bundle.meta.get("image_space", "normalized") != "raw":
+    if bundle.meta.image_space != "raw":
         x = augment.denormalize(x, bundle.mean, bundle.std)
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
@@ -91,8 +91,6 @@ def write_expanded(
 
     The PNGs are 8-bit and for people; programs should read the float tensors.
     """
-    from .bundle import save_tensors
-
     out_dir = check_output(out_dir, overwrite, kind="dir")
     chosen = select_views(bundle, views)
     images, targets = expand_pairs(bundle, views=list(chosen), device=device)
@@ -110,7 +108,7 @@ def write_expanded(
                     save_png(block[i], tmp / name)
                     files.append({"file": name, "index": i, "view": view, "row": vi * m + i})
         save_tensors(tmp / "pairs.safetensors", {"images": images.cpu(), "targets": targets.cpu()},
-                     {"views": json.dumps(list(chosen)), "image_space": bundle.meta.get("image_space", "normalized"),
+                     {"views": json.dumps(list(chosen)), "image_space": bundle.meta.image_space,
                       "mean": json.dumps(list(bundle.mean)), "std": json.dumps(list(bundle.std))})
         manifest = {
             "bundle": str(bundle.path) if bundle.path else None,
@@ -120,7 +118,7 @@ def write_expanded(
             "num_pairs": int(images.shape[0]),
             "image_shape": list(bundle.image_shape),
             "repr_dim": int(targets.shape[1]),
-            "image_space": bundle.meta.get("image_space", "normalized"),
+            "image_space": bundle.meta.image_space,
             "mean": list(bundle.mean),
             "std": list(bundle.std),
             "tensors": "pairs.safetensors (images: normalised float32, targets: float32; row = view_index*m + i)",

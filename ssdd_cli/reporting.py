@@ -19,6 +19,9 @@ class ProgressReporter(Protocol):
     def stop(self) -> None:
         """End the current task."""
 
+    def note(self, message: str) -> None:
+        """Say one line to the person running the work (what is about to happen, a hint)."""
+
 
 class NullReporter:
     """Reporter that does nothing (the library default: notebooks and tests stay quiet)."""
@@ -30,6 +33,9 @@ class NullReporter:
         pass
 
     def stop(self) -> None:  # noqa: D102
+        pass
+
+    def note(self, message: str) -> None:  # noqa: D102
         pass
 
 
@@ -108,6 +114,9 @@ class RichReporter:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+    def note(self, message: str) -> None:  # noqa: D102
+        self.console.print(message, highlight=False, soft_wrap=True)
 
 
 def setup_logging(verbosity: int, console: Any | None = None) -> None:

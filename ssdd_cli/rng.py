@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 
 import torch
 
@@ -31,3 +33,15 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
 def stream(root: int, name: str, device: torch.device | str = "cpu") -> torch.Generator:
     """Shorthand for ``make_generator(derive_seed(root, name), device)``."""
     return make_generator(derive_seed(root, name), device)
+
+
+@contextlib.contextmanager
+def seeded(root: int, name: str | None = None) -> Iterator[None]:
+    """Run a block with torch's global CPU RNG seeded from the named stream, restoring it afterwards.
+
+    For code that draws from the global RNG by design (``nn.Module`` initialisers): the block is
+    reproducible and the caller's RNG state is untouched. Without ``name``, ``root`` is the seed itself.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(root if name is None else derive_seed(root, name))
+        yield

@@ -2,8 +2,9 @@
 
 Every stored floating-point number counts; the cost in *image-equivalents* is that count divided
 by the floats in one full-resolution image ``C·H·W``. For the pixel methods (KRR-ST and the random
-baseline), as in the papers, the budget counts only the images: ``cost = m`` (their targets are
-listed but not charged). Integer metadata (shapes, the view list, normalisation) is free.
+baseline; their registry entries say ``pixel_storage``), as in the papers, the budget counts only
+the images: ``cost = m`` (their targets are listed but not charged). Integer metadata (shapes, the
+view list, normalisation) is free. Tensor keys come from :mod:`ssdd_cli.bundle`, the schema's owner.
 """
 
 from __future__ import annotations
@@ -12,32 +13,21 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
-
-PIXEL_METHODS = ("krr_st", "random")
-
-#: tensor-key prefix → display group
-_GROUPS = (
-    ("image_basis", "bases"),
-    ("repr_basis", "bases"),
-    ("image_mean", "means"),
-    ("repr_mean", "means"),
-    ("image_coeffs", "coefficients"),
-    ("repr_coeffs", "coefficients"),
-    ("view_coeffs.", "coefficients"),
-    ("view_targets.", "targets"),
-    ("approx.", "networks"),
-    ("images", "images"),
-    ("targets", "targets"),
+from .bundle import (
+    IMAGE_BASIS,
+    IMAGE_COEFFS,
+    IMAGE_MEAN,
+    IMAGES,
+    REPR_BASIS,
+    REPR_COEFFS,
+    REPR_MEAN,
+    TARGETS,
+    approx_keys,
+    group_of,
+    view_coeffs_key,
+    view_targets_key,
 )
-
-
-def group_of(key: str) -> str:
-    """Display group of a bundle tensor key (``bases``, ``means``, ``coefficients``, ...)."""
-    for prefix, group in _GROUPS:
-        if key == prefix or (prefix.endswith(".") and key.startswith(prefix)):
-            return group
-    return "other"
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -46,8 +36,9 @@ class StorageReport:
 
     floats: dict[str, int]
     image_numel: int
-    method: str
+    method: str  # label recorded with the report (the method's registry key)
     num_images: int
+    images_only: bool = False  # pixel methods: the budget is charged the image count m
     groups: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -63,7 +54,7 @@ class StorageReport:
     @property
     def cost(self) -> float:
         """What the budget is charged: ``m`` for pixel methods, all floats otherwise."""
-        if self.method in PIXEL_METHODS:
+        if self.images_only:
             return float(self.num_images)
         return self.image_equivalents
 
@@ -98,22 +89,24 @@ def storage_report(
     shapes: Mapping[str, Sequence[int]],
     *,
     image_shape: Sequence[int],
-    method: str,
+    label: str,
     num_images: int,
+    images_only: bool = False,
 ) -> StorageReport:
     """Count the floats of every stored tensor (given by shape, so plans and bundles share it).
 
     Args:
         shapes: tensor key → shape of every *float* tensor that is (or would be) stored.
         image_shape: ``(C, H, W)`` of one full-resolution image.
-        method: registry key of the method (``krr_st``, ``boost``, ``random``).
+        label: registry key of the method, recorded with the report.
         num_images: number of stored distilled images ``m``.
+        images_only: charge ``m`` instead of every float (the method's ``pixel_storage``).
     """
     floats = {k: int(math.prod(s)) for k, s in shapes.items()}
     groups: dict[str, int] = {}
     for key, n in floats.items():
         groups[group_of(key)] = groups.get(group_of(key), 0) + n
-    return StorageReport(floats, int(math.prod(image_shape)), method, num_images, groups)
+    return StorageReport(floats, int(math.prod(image_shape)), label, num_images, images_only, groups)
 
 
 @dataclass(frozen=True)
@@ -137,31 +130,42 @@ def boost_shapes(
     approx: bool = True,
     image_size: int,
 ) -> dict[str, tuple[int, ...]]:
-    """The float tensors a Boost-style bundle stores, by key and shape (mirrors ``bundle.py``)."""
+    """The float tensors a Boost-style bundle stores, by key and shape (keys from ``bundle.py``)."""
     m, k = size.num_images, size.approx_hidden
     shapes: dict[str, tuple[int, ...]] = {}
     if bases:
         p = channels * size.basis_size * size.basis_size
-        shapes["image_basis"] = (size.image_rank, p)
-        shapes["image_mean"] = (p,)
-        shapes["image_coeffs"] = (m, size.image_rank)
-        shapes["repr_basis"] = (size.repr_rank, repr_dim)
-        shapes["repr_mean"] = (repr_dim,)
-        shapes["repr_coeffs"] = (m, size.repr_rank)
+        shapes[IMAGE_BASIS] = (size.image_rank, p)
+        shapes[IMAGE_MEAN] = (p,)
+        shapes[IMAGE_COEFFS] = (m, size.image_rank)
+        shapes[REPR_BASIS] = (size.repr_rank, repr_dim)
+        shapes[REPR_MEAN] = (repr_dim,)
+        shapes[REPR_COEFFS] = (m, size.repr_rank)
         coef = size.repr_rank
     else:
-        shapes["images"] = (m, channels, image_size, image_size)
-        shapes["targets"] = (m, repr_dim)
+        shapes.update(pixel_shapes(m, channels=channels, image_size=image_size, repr_dim=repr_dim))
         coef = repr_dim
     for view in views[1:]:
         if approx:
-            shapes[f"approx.{view}.0.weight"] = (k, coef)
-            shapes[f"approx.{view}.0.bias"] = (k,)
-            shapes[f"approx.{view}.2.weight"] = (coef, k)
-            shapes[f"approx.{view}.2.bias"] = (coef,)
+            w0, b0, w2, b2 = approx_keys(view)
+            shapes.update({w0: (k, coef), b0: (k,), w2: (coef, k), b2: (coef,)})
         else:
-            shapes[f"view_coeffs.{view}" if bases else f"view_targets.{view}"] = (m, coef)
+            shapes[view_coeffs_key(view) if bases else view_targets_key(view)] = (m, coef)
     return shapes
+
+
+def pixel_shapes(m: int, *, channels: int, image_size: int, repr_dim: int) -> dict[str, tuple[int, ...]]:
+    """The float tensors of a pixel set: ``m`` images and their identity targets."""
+    return {IMAGES: (m, channels, image_size, image_size), TARGETS: (m, repr_dim)}
+
+
+@dataclass(frozen=True)
+class SizePlan:
+    """What a distillation will store, computed once before any work: sizes, tensor shapes, storage."""
+
+    size: BoostSize
+    shapes: dict[str, tuple[int, ...]]
+    report: StorageReport
 
 
 def auto_size(
@@ -203,7 +207,7 @@ def auto_size(
             BoostSize(m, u, v, approx_hidden, side), channels=channels, repr_dim=repr_dim,
             views=views, bases=bases, approx=approx, image_size=image_size,
         )
-        return storage_report(shapes, image_shape=(channels, image_size, image_size), method="boost", num_images=m)
+        return storage_report(shapes, image_shape=(channels, image_size, image_size), label="boost", num_images=m)
 
     if num_images is not None:
         rep = report(num_images)

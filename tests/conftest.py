@@ -90,7 +90,7 @@ def tiny_distill_config(method: str, **overrides):  # type: ignore[no-untyped-de
 @pytest.fixture(scope="session")
 def tiny_results(tiny_data, tiny_teacher_path):  # type: ignore[no-untyped-def]
     """``{"krr_st": DistillResult, "boost": DistillResult}`` from the tiny configs (treat as read-only)."""
-    from ssdd_cli.methods.distill import distill
+    from ssdd_cli.api import distill
     from ssdd_cli.teacher import load_teacher
 
     teacher = load_teacher(tiny_teacher_path, torch.device("cpu"))

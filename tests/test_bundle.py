@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from safetensors.torch import save_file
 from ssdd_cli import bundle as bundle_mod
 from ssdd_cli.bundle import FORMAT_VERSION, REQUIRED_METADATA, load_bundle, save_bundle
 from ssdd_cli.errors import BundleError, OutputError
+from ssdd_cli.expand import expand_pairs
 
 BOOST_KEYS = sorted(
     ["image_basis", "image_mean", "image_coeffs", "repr_basis", "repr_mean", "repr_coeffs"]
@@ -36,10 +38,10 @@ def assert_round_trip(result, path: Path) -> None:  # type: ignore[no-untyped-de
     for k, v in result.tensors.items():
         assert b.tensors[k].dtype == torch.float32
         assert torch.equal(b.tensors[k], v), k
-    extra = {"format", "format_version", "ssdd_version", "created"}
-    assert set(b.meta) == set(result.meta) | extra
-    assert {k: b.meta[k] for k in result.meta} == result.meta
-    assert b.meta["format"] == "ssdd.bundle" and b.meta["format_version"] == str(FORMAT_VERSION)
+    written = ("ssdd_version", "created")
+    assert dataclasses.replace(b.meta, **{k: "" for k in written}) == dataclasses.replace(result.meta, **{k: "" for k in written})
+    assert b.meta.format_version == FORMAT_VERSION and b.meta.created and b.meta.ssdd_version
+    assert isinstance(b.meta.budget, int) and isinstance(b.meta.image_size, int)  # decoded once, typed
     assert b.path == path
 
 
@@ -60,7 +62,7 @@ def test_round_trip_boost_set(tiny_results, tmp_path: Path) -> None:  # type: ig
     assert_round_trip(res, tmp_path / "boost.safetensors")
     b = load_bundle(tmp_path / "boost.safetensors")
     assert b.has_image_basis and b.has_repr_basis and b.views == ["identity", "rot90", "rot180", "rot270"]
-    assert b.storage().cost == pytest.approx(res.meta["storage"]["cost"], abs=1e-4)
+    assert b.storage().cost == pytest.approx(res.meta.storage["cost"], abs=1e-4)
 
 
 def test_golden_names(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -75,7 +77,6 @@ def test_golden_names(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-
                                  "ssdd_version", "created")
     res = tiny_results["boost"]
     assert sorted(res.tensors) == BOOST_KEYS
-    assert sorted(res.meta) == DISTILL_META
     save_bundle(tmp_path / "b.safetensors", res.tensors, res.meta)
     tensors, meta = raw_file(tmp_path / "b.safetensors")
     assert sorted(tensors) == BOOST_KEYS
@@ -83,7 +84,7 @@ def test_golden_names(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-
     assert meta["format_version"] == "1" and meta["format"] == "ssdd.bundle"
     assert json.loads(meta["views"]) == ["identity", "rot90", "rot180", "rot270"]  # nested values are JSON
     assert meta["method"] == "boost" and meta["image_size"] == "16"  # plain strings stay plain
-    m, u, v, k = (res.meta["counts"][c] for c in ("m", "U", "V", "k"))
+    m, u, v, k = (res.meta.counts[c] for c in ("m", "U", "V", "k"))
     d, p = 32, 3 * 8 * 8
     assert tensors["image_basis"].shape == (u, p) and tensors["image_coeffs"].shape == (m, u)
     assert tensors["repr_basis"].shape == (v, d) and tensors["repr_coeffs"].shape == (m, v)
@@ -154,10 +155,12 @@ def test_missing_tensor(tiny_results, tmp_path: Path, key: str, text: str) -> No
 def test_missing_metadata_and_not_found(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A missing metadata field, a missing file or a folder raise BundleError."""
     res = tiny_results["krr_st"]
-    meta = {k: v for k, v in res.meta.items() if k != "teacher"}
+    good = save_bundle(tmp_path / "good.safetensors", res.tensors, res.meta)
+    tensors, meta = raw_file(good)
+    del meta["teacher"]
+    save_file(tensors, str(tmp_path / "x.safetensors"), metadata=meta)
     with pytest.raises(BundleError, match="missing metadata teacher"):
-        save_bundle(tmp_path / "x.safetensors", res.tensors, meta)
-    assert not (tmp_path / "x.safetensors").exists()
+        load_bundle(tmp_path / "x.safetensors")
     with pytest.raises(BundleError, match="no such file"):
         load_bundle(tmp_path / "nope.safetensors")
     with pytest.raises(BundleError, match="directory"):
@@ -204,3 +207,40 @@ def test_written_files_get_umask_permissions(tiny_results, tmp_path: Path) -> No
     finally:
         os.umask(old)
     assert out.stat().st_mode & 0o777 == 0o644
+
+
+V1_FILES = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name, method, keys", [
+    ("v1_krr_st.safetensors", "krr_st", ["images", "targets"]),
+    ("v1_boost.safetensors", "boost", BOOST_KEYS),
+])
+def test_bundles_written_before_the_redesign_still_load(name: str, method: str, keys: list[str], tmp_path: Path) -> None:
+    """Bundles written by ssdd 0.1.0 before the redesign load, expand and re-save to the same metadata bytes."""
+    path = V1_FILES / name
+    b = load_bundle(path)
+    assert b.method == method and sorted(b.tensors) == sorted(keys)
+    assert b.meta.budget == 8 and b.meta.image_size == 16 and b.meta.teacher.arch == "convnet2_xs"
+    images, targets = expand_pairs(b)
+    assert images.shape[0] == targets.shape[0] == b.num_images * len(b.views)
+    assert b.storage().cost == pytest.approx(b.meta.storage["cost"], abs=1e-4)
+    again = save_bundle(tmp_path / "again.safetensors", b.tensors, b.meta)
+    _, old_meta = raw_file(path)
+    _, new_meta = raw_file(again)
+    same = {k for k in old_meta if k not in ("created",)}
+    assert {k: new_meta[k] for k in same} == {k: old_meta[k] for k in same}
+
+
+@pytest.mark.parametrize("field, value, text", [
+    ("budget", "2.5", "'budget' is not a valid int"),
+    ("image_size", "sixteen", "'image_size' is not a valid int"),
+    ("views", "[identity", "'views' is not a valid json"),
+    ("method", "magic", "unknown method 'magic'"),
+    ("teacher", "{}", "lacks the teacher's arch"),
+])
+def test_malformed_metadata_values(tiny_results, tmp_path: Path, field: str, value: str, text: str) -> None:  # type: ignore[no-untyped-def]
+    """Metadata decoded once, by type: a malformed value is a BundleError naming the field, not a crash later."""
+    good = save_bundle(tmp_path / "b.safetensors", tiny_results["boost"].tensors, tiny_results["boost"].meta)
+    with pytest.raises(BundleError, match=text):
+        load_bundle(_rewrite(good, tmp_path / "bad.safetensors", meta_update={field: value}))

@@ -17,8 +17,8 @@ from ssdd_cli.expand import expand_pairs
 
 TINY_TEACHER = ["--preset", "cpu", "--arch", "convnet2_xs", "--steps", "2", "--batch-size", "16", "--no-probe",
                 "--image-size", "16", "--device", "cpu"]
-TINY_DISTILL = ["--preset", "cpu", "--steps", "2", "--budget", "10", "--pool-arch", "convnet2_xs", "--pool-size", "2",
-                "--pool-online-steps", "2", "--batch-size", "16", "--image-size", "16", "--device", "cpu"]
+TINY_DISTILL = ["--preset", "cpu", "--steps", "2", "--budget", "10", "--set", "pool_arch=convnet2_xs", "--set", "pool_size=2",
+                "--set", "pool_online_steps=2", "--batch-size", "16", "--image-size", "16", "--device", "cpu"]
 
 
 def invoke(*args: str):  # type: ignore[no-untyped-def]
@@ -88,10 +88,10 @@ def test_help() -> None:
 def test_pipeline_outputs(in_pipeline: Path) -> None:
     """The teacher and bundle the CLI wrote are valid, within budget, and remember the teacher."""
     b = load_bundle("b.safetensors")
-    assert b.method == "boost" and b.meta["source"] == "shapes" and b.image_shape == (3, 16, 16)
+    assert b.method == "boost" and b.meta.source == "shapes" and b.image_shape == (3, 16, 16)
     assert b.storage().cost <= 10
-    assert b.meta["teacher"]["arch"] == "convnet2_xs" and b.meta["teacher"]["sha256"]
-    assert b.meta["config"]["num_steps"] == 2 and b.meta["config"]["pool_arch"] == "convnet2_xs"
+    assert b.meta.teacher.arch == "convnet2_xs" and b.meta.teacher.sha256
+    assert b.meta.config["num_steps"] == 2 and b.meta.config["pool_arch"] == "convnet2_xs"
 
 
 def test_inspect(in_pipeline: Path) -> None:
@@ -275,7 +275,7 @@ def test_evaluate_elsewhere_without_the_teacher_file(in_pipeline: Path, tmp_path
 
     shutil.copy(in_pipeline / "b.safetensors", tmp_path / "b.safetensors")
     monkeypatch.chdir(tmp_path)
-    teacher_path = Path(load_bundle("b.safetensors").meta["teacher"]["path"])
+    teacher_path = Path(load_bundle("b.safetensors").meta.teacher.path)
     assert teacher_path.is_absolute()
     hidden = teacher_path.with_name("moved-away.safetensors")
     teacher_path.rename(hidden)
@@ -303,4 +303,4 @@ def test_default_teacher_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert str(cached).startswith(os.environ["SSDD_CACHE"])
     ok(invoke("distill", "shapes", *TINY_DISTILL, "--method", "krr-st", "--budget", "4", "-o", "k.safetensors"))
     b = load_bundle("k.safetensors")
-    assert b.method == "krr_st" and b.num_images == 4 and b.meta["teacher"]["path"] == str(cached)
+    assert b.method == "krr_st" and b.num_images == 4 and b.meta.teacher.path == str(cached)

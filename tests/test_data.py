@@ -14,7 +14,6 @@ import torch
 from PIL import Image
 
 from ssdd_cli.data import KNOWN_DATASETS, ImageDataset, load_dataset, make_shapes
-from ssdd_cli.data import cache as cache_mod
 from ssdd_cli.data import folder as folder_mod
 from ssdd_cli.data import registry as registry_mod
 from ssdd_cli.data.registry import REFERENCE_STATS, dataset_choices_help, subsample_train
@@ -225,7 +224,9 @@ def test_cache_round_trip_skips_decoding(tree: Path, tmp_path: Path,
 def test_cache_env_variable(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SSDD_CACHE sets the default cache directory."""
     monkeypatch.setenv("SSDD_CACHE", str(tmp_path / "envcache"))
-    assert cache_mod.default_cache_dir() == tmp_path / "envcache"
+    from ssdd_cli.paths import cache_dir
+
+    assert cache_dir() == tmp_path / "envcache"
     load_dataset(str(tree))
     assert len(list((tmp_path / "envcache" / "tensors").glob("*.safetensors"))) == 1
 
@@ -237,7 +238,9 @@ def test_cache_interrupted_write_leaves_no_file(tree: Path, tmp_path: Path,
         Path(filename).write_bytes(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cache_mod, "save_file", interrupted)
+    import safetensors.torch
+
+    monkeypatch.setattr(safetensors.torch, "save_file", interrupted)
     cache = tmp_path / "cache"
     with pytest.raises(KeyboardInterrupt):
         load_dataset(str(tree), cache_dir=cache)

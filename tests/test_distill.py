@@ -9,11 +9,12 @@ import torch
 from conftest import tiny_distill_config
 
 from ssdd_cli import engine
+from ssdd_cli.api import distill
 from ssdd_cli.bundle import load_bundle, save_bundle
 from ssdd_cli.errors import ConfigError
 from ssdd_cli.expand import expand_pairs
 from ssdd_cli.methods import distill as distill_mod
-from ssdd_cli.methods.distill import distill, planned_storage
+from ssdd_cli.methods.distill import plan_distillation
 
 CPU = torch.device("cpu")
 APPROX = [f"approx.{v}.{n}" for v in ("rot90", "rot180", "rot270") for n in ("0.weight", "0.bias", "2.weight", "2.bias")]
@@ -26,11 +27,11 @@ def equal_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
 
 def check_result(res, cfg, data, path: Path) -> None:  # type: ignore[no-untyped-def]
     """Within budget, planned storage = stored storage, saves, loads and expands exactly."""
-    assert res.meta["storage"]["cost"] <= cfg.budget + 1e-9
-    plan = planned_storage(cfg, data, 32)
+    assert res.meta.storage["cost"] <= cfg.budget + 1e-9
+    plan = plan_distillation(cfg, data, 32).report
     stored = {k: v.numel() for k, v in res.tensors.items()}
     assert plan.floats == stored  # what was planned (and charged) is what is stored
-    assert plan.total_floats == res.meta["storage"]["total_floats"]
+    assert plan.total_floats == res.meta.storage["total_floats"]
     save_bundle(path, res.tensors, res.meta)
     bundle = load_bundle(path)
     assert bundle.storage().fits(cfg.budget)
@@ -38,7 +39,7 @@ def check_result(res, cfg, data, path: Path) -> None:  # type: ignore[no-untyped
     with torch.no_grad():
         xs, ys = res.synthetic.support()
     assert torch.equal(images, xs) and torch.equal(targets, ys)
-    m, views = res.meta["counts"]["m"], len(cfg.views)
+    m, views = res.meta.counts["m"], len(cfg.views)
     assert images.shape == (views * m, 3, 16, 16) and targets.shape == (views * m, 32)
     assert torch.isfinite(images).all() and torch.isfinite(targets).all()
 
@@ -49,29 +50,29 @@ def test_end_to_end(method: str, tiny_results, tiny_data, tmp_path: Path) -> Non
     res = tiny_results[method]
     cfg = tiny_distill_config(method)
     check_result(res, cfg, tiny_data, tmp_path / "b.safetensors")
-    assert res.meta["fit"]["steps_done"] == 3 and len(res.losses) >= 1
-    assert res.meta["teacher"]["sha256"] and res.meta["method"] == method
+    assert res.meta.fit["steps_done"] == 3 and len(res.losses) >= 1
+    assert res.meta.teacher.sha256 and res.meta.method == method
     if method == "boost":
         assert sorted(res.tensors) == sorted(BASES + APPROX)
-        assert res.meta["counts"] == {"m": 8, "U": 16, "V": 16, "k": 4, "views": 4}
-        assert set(res.meta["fit"]["approx"]) == {"rot90", "rot180", "rot270"}
+        assert res.meta.counts == {"m": 8, "U": 16, "V": 16, "k": 4, "views": 4}
+        assert set(res.meta.fit["approx"]) == {"rot90", "rot180", "rot270"}
     else:
         assert sorted(res.tensors) == ["images", "targets"]
-        assert res.meta["storage"]["cost"] == 8.0
+        assert res.meta.storage["cost"] == 8.0
 
 
 def test_distillation_changes_the_set(tiny_results, tiny_data, tiny_teacher) -> None:  # type: ignore[no-untyped-def]
     """Three outer steps move the learnable tensors away from their initialisation."""
     init = distill(tiny_data, tiny_teacher, tiny_distill_config("krr_st", num_steps=0), device=CPU)
-    assert init.meta["fit"]["steps_done"] == 0
+    assert init.meta.fit["steps_done"] == 0
     assert not torch.equal(init.tensors["images"], tiny_results["krr_st"].tensors["images"])
     # the reported drift is the relative change of the support set, zero without steps
-    assert init.meta["fit"]["drift"] == {"images": 0.0, "targets": 0.0}
+    assert init.meta.fit["drift"] == {"images": 0.0, "targets": 0.0}
     done = tiny_results["krr_st"]
     x0, x1 = init.tensors["images"].double(), done.tensors["images"].double()
     expected = float((x1 - x0).norm() / x0.norm())
-    assert done.meta["fit"]["drift"]["images"] == pytest.approx(expected, rel=1e-3, abs=1e-5)
-    assert done.meta["fit"]["drift"]["targets"] > 0
+    assert done.meta.fit["drift"]["images"] == pytest.approx(expected, rel=1e-3, abs=1e-5)
+    assert done.meta.fit["drift"]["targets"] > 0
 
 
 @pytest.mark.parametrize("method", ["krr_st", "boost"])
@@ -117,7 +118,7 @@ def test_no_bases_at_a_larger_budget(tiny_data, tiny_teacher) -> None:  # type: 
     """--no-bases must not exceed the budget it planned for (it planned pixel targets, see test_ablations)."""
     cfg = tiny_distill_config("boost", budget=16, num_steps=1, bases=False)
     res = distill(tiny_data, tiny_teacher, cfg, device=CPU)
-    assert res.meta["storage"]["cost"] <= 16
+    assert res.meta.storage["cost"] <= 16
 
 
 def test_aug_in_krr_false_and_other_options(tiny_data, tiny_teacher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -125,7 +126,7 @@ def test_aug_in_krr_false_and_other_options(tiny_data, tiny_teacher, tmp_path: P
     cfg = tiny_distill_config("boost", num_steps=2, aug_in_krr=False, init="random", freeze_means=True,
                               views=("identity", "hflip+rot90"), num_images=4)
     res = distill(tiny_data, tiny_teacher, cfg, device=CPU)
-    assert res.meta["counts"]["m"] == 4
+    assert res.meta.counts["m"] == 4
     assert "approx.hflip+rot90.0.weight" in res.tensors
     check_result(res, cfg, tiny_data, tmp_path / "b.safetensors")
 
@@ -154,4 +155,4 @@ def test_first_loss_is_the_first_step(tiny_results, tiny_data, tiny_teacher) -> 
     """
     one = distill(tiny_data, tiny_teacher, tiny_distill_config("boost", num_steps=1), device=CPU)
     assert len(one.losses) == 1
-    assert tiny_results["boost"].meta["fit"]["first_loss"] == pytest.approx(one.losses[0], rel=1e-6)
+    assert tiny_results["boost"].meta.fit["first_loss"] == pytest.approx(one.losses[0], rel=1e-6)

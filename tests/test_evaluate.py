@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from ssdd_cli.api import evaluate, random_baseline
+from ssdd_cli.api import evaluate, random_pairs, teacher_probe_accuracy
 from ssdd_cli.bundle import load_bundle, save_bundle
 from ssdd_cli.config import EvalConfig
 from ssdd_cli.errors import ConfigError
@@ -35,6 +36,26 @@ def test_linear_probe_separable() -> None:
     assert chance < 60.0
     again = linear_probe(xtr, ytr, xte, yte, num_steps=100, batch_size=64, lr=0.1, seed=0, device=CPU)
     assert again == acc
+
+
+def test_linear_probe_extremes() -> None:
+    """One-hot features of the label score exactly 100%; constant features at most chance (one class for all).
+
+    Accuracies are whole numbers of test images (multiples of 100 / num_test).
+    """
+    labels_tr, labels_te = torch.arange(40) % 4, torch.arange(20) % 4
+    onehot = lambda y: 5.0 * torch.nn.functional.one_hot(y, 4).float()  # noqa: E731
+    perfect = linear_probe(onehot(labels_tr), labels_tr, onehot(labels_te), labels_te, num_steps=50, batch_size=16,
+                           lr=0.1, seed=0, device=CPU)
+    assert perfect == 100.0
+    const = linear_probe(torch.ones(40, 4), labels_tr, torch.ones(20, 4), labels_te, num_steps=50, batch_size=16,
+                         lr=0.1, seed=0, device=CPU)
+    assert const <= 25.0 + 1e-9  # every test image gets the same class; the classes are balanced
+    assert (const * 20 / 100) == round(const * 20 / 100)
+    # the accuracy is measured against the test labels given: shifting them all makes every prediction wrong
+    shifted = linear_probe(onehot(labels_tr), labels_tr, onehot(labels_te), (labels_te + 1) % 4, num_steps=50,
+                        batch_size=16, lr=0.1, seed=0, device=CPU)
+    assert shifted == 0.0
 
 
 def test_extract_features(tiny_data) -> None:  # type: ignore[no-untyped-def]
@@ -78,8 +99,14 @@ def test_evaluate_report(tiny_results, tiny_data, tiny_teacher, tmp_path: Path) 
     names = [r.name for r in report.rows]
     assert names == ["boost (N=8)", "random (N=8)", "no pretraining (floor)", "teacher convnet2_xs (own features)"]
     assert [len(r.accuracies) for r in report.rows] == [2, 2, 2, 1]
-    for row in report.rows:
-        assert all(0.0 <= a <= 100.0 for a in row.accuracies)
+    num_test = tiny_data.test_images.shape[0]
+    for row in report.rows:  # whole numbers of correctly classified test images
+        assert all(a * num_test / 100 == pytest.approx(round(a * num_test / 100), abs=1e-6) for a in row.accuracies)
+    # seeds are paired: the second seed's run equals a one-seed run started at that seed
+    second = evaluate(tiny_data, replace(cfg, seed=1, num_seeds=1), device=CPU, bundle=bundle, floor=False,
+                      teacher_probe=False)
+    assert [r.name for r in second.rows] == ["boost (N=8)"] and second.rows[0].accuracies == [report.rows[0].accuracies[1]]
+    assert report.rows[3].accuracies == [teacher_probe_accuracy(tiny_teacher, tiny_data, cfg, device=CPU)]
     assert set(report.paired) == {"boost (N=8) - random (N=8)", "boost (N=8) - no pretraining (floor)"}
     for key, diffs in report.paired.items():
         other = next(r for r in report.rows if key.endswith(r.name))
@@ -89,16 +116,16 @@ def test_evaluate_report(tiny_results, tiny_data, tiny_teacher, tmp_path: Path) 
     assert "32 pairs" in report.rows[0].note  # 8 images × 4 views
 
 
-def test_random_baseline(tiny_data, tiny_teacher) -> None:  # type: ignore[no-untyped-def]
+def test_random_pairs(tiny_data, tiny_teacher) -> None:  # type: ignore[no-untyped-def]
     """The random baseline is N real (normalised) images with the teacher's representations, seeded."""
     from ssdd_cli import augment
 
-    x, y = random_baseline(tiny_data, tiny_teacher, 6, seed=0, device=CPU)
+    x, y = random_pairs(tiny_data, tiny_teacher, 6, seed=0, device=CPU)
     assert x.shape == (6, 3, 16, 16) and y.shape == (6, 32)
     raw = augment.denormalize(x, tiny_data.mean, tiny_data.std)
     torch.testing.assert_close(tiny_teacher.represent(raw), y, rtol=1e-4, atol=1e-5)
-    x2, _ = random_baseline(tiny_data, tiny_teacher, 6, seed=0, device=CPU)
-    x3, _ = random_baseline(tiny_data, tiny_teacher, 6, seed=1, device=CPU)
+    x2, _ = random_pairs(tiny_data, tiny_teacher, 6, seed=0, device=CPU)
+    x3, _ = random_pairs(tiny_data, tiny_teacher, 6, seed=1, device=CPU)
     assert torch.equal(x, x2) and not torch.equal(x, x3)
 
 

@@ -6,18 +6,67 @@ import pytest
 import torch
 
 from ssdd_cli.errors import ConfigError
-from ssdd_cli.models import backbone_state_dict, create_model, list_models, model_descriptions
+from ssdd_cli.models import (
+    backbone_state_dict,
+    create_model,
+    list_models,
+    model_descriptions,
+    register_model,
+    registry,
+)
+from ssdd_cli.models.registry import Backbone
 
 SIZE = 16
 
 
 def test_registry_lists_the_known_models() -> None:
-    """The registry holds the ConvNets and ResNets, each with a description."""
+    """The registry holds the ConvNets and ResNets, each with a non-empty description."""
     names = list_models()
-    assert names == sorted(names)
     for name in ("convnet3", "convnet4", "convnet2_xs", "resnet18", "resnet10"):
         assert name in names
-    assert set(model_descriptions()) == set(names)
+    descriptions = model_descriptions()
+    assert list(descriptions) == names and all(d.strip() for d in descriptions.values())
+
+
+class _Probe(Backbone):
+    """A one-conv backbone recording how its builder was called."""
+
+    def __init__(self, image_size: int, out_dim: int | None, in_channels: int) -> None:
+        super().__init__()
+        self.built_with = (image_size, out_dim, in_channels)
+        self.conv = torch.nn.Conv2d(in_channels, 5, 3, padding=1)
+        self.feature_dim, self.repr_dim = 5 * image_size * image_size, 5
+        self.fc = torch.nn.Linear(self.feature_dim, out_dim) if out_dim else torch.nn.Identity()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_registering_a_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registered builder is listed, described and built by create_model; the registry is restored afterwards.
+
+    Any case/dash spelling finds it, seeded creation is deterministic, a second registration of the
+    name is refused and the unknown-name error lists the new entry.
+    """
+    before = list_models()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # undone at the end of the test
+    register_model("tiny_probe_net", "one conv (test only)")(_Probe)
+    assert "tiny_probe_net" in list_models() and len(list_models()) == len(before) + 1
+    assert model_descriptions()["tiny_probe_net"] == "one conv (test only)"
+    model = create_model("Tiny-Probe-Net", image_size=8, out_dim=3, in_channels=1, seed=0)
+    assert isinstance(model, _Probe) and model.built_with == (8, 3, 1)
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
+    again = create_model("tiny_probe_net", image_size=8, out_dim=3, in_channels=1, seed=0)
+    assert torch.equal(model.conv.weight, again.conv.weight)
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model("tiny_probe_net", "again")(_Probe)
+    # the unknown-name error lists what is registered now, including the new entry
+    with pytest.raises(ConfigError, match="unknown architecture 'tiny_probe'.*tiny_probe_net"):
+        create_model("tiny_probe")
+    monkeypatch.undo()
+    assert list_models() == before
+    with pytest.raises(ConfigError, match="unknown architecture"):
+        create_model("tiny_probe_net")
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 
 from ssdd_cli.augment import DEFAULT_VIEWS
+from ssdd_cli.bundle import group_of
 from ssdd_cli.errors import ConfigError
-from ssdd_cli.storage import BoostSize, auto_size, boost_shapes, group_of, storage_report
+from ssdd_cli.storage import BoostSize, auto_size, boost_shapes, storage_report
 
 CIFAR = dict(channels=3, image_size=32, repr_dim=512)
 
 
 def report_of(size: BoostSize, views=DEFAULT_VIEWS, **kw):  # type: ignore[no-untyped-def]
     shapes = boost_shapes(size, channels=3, repr_dim=512, views=views, image_size=32, **kw)
-    return storage_report(shapes, image_shape=(3, 32, 32), method="boost", num_images=size.num_images)
+    return storage_report(shapes, image_shape=(3, 32, 32), label="boost", num_images=size.num_images)
 
 
 def test_reference_config_n100() -> None:
@@ -80,12 +81,16 @@ def test_rank_out_of_range_raises() -> None:
 def test_pixel_methods_cost_m() -> None:
     """KRR-ST / random bundles are charged m (targets listed but not charged); boost is charged every float."""
     shapes = {"images": (10, 3, 32, 32), "targets": (10, 512)}
-    for method in ("krr_st", "random"):
-        rep = storage_report(shapes, image_shape=(3, 32, 32), method=method, num_images=10)
+    from ssdd_cli.methods.registry import get_method, list_methods
+
+    pixel = [m for m in list_methods() if get_method(m).pixel_storage]
+    assert sorted(pixel) == ["krr_st", "random"]
+    for method in pixel:
+        rep = storage_report(shapes, image_shape=(3, 32, 32), label=method, num_images=10, images_only=True)
         assert rep.cost == 10.0
         assert rep.total_floats == 10 * 3072 + 10 * 512
         assert rep.image_equivalents == pytest.approx(10 * (3072 + 512) / 3072)
-    boost = storage_report(shapes, image_shape=(3, 32, 32), method="boost", num_images=10)
+    boost = storage_report(shapes, image_shape=(3, 32, 32), label="boost", num_images=10)
     assert boost.cost == pytest.approx(10 * (3072 + 512) / 3072)
 
 
@@ -129,4 +134,4 @@ def test_auto_size_shrinks_ranks_when_bases_leave_no_room() -> None:
     assert size.image_rank < 40 and size.repr_rank < 40
     assert size.num_images >= 10
     shapes = boost_shapes(size, channels=3, repr_dim=256, views=DEFAULT_VIEWS, image_size=16)
-    assert storage_report(shapes, image_shape=(3, 16, 16), method="boost", num_images=size.num_images).fits(20)
+    assert storage_report(shapes, image_shape=(3, 16, 16), label="boost", num_images=size.num_images).fits(20)

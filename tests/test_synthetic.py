@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ssdd_cli.augment import DEFAULT_VIEWS, apply_view
-from ssdd_cli.methods.init import fit_approx_networks
+from ssdd_cli.methods.approx import fit_approx_networks
 from ssdd_cli.methods.synthetic import ApproxNet, SyntheticSet
 
 C, S, B = 3, 8, 4  # channels, image side, basis side

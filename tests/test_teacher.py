@@ -11,6 +11,7 @@ from ssdd_cli.bundle import load_teacher_file
 from ssdd_cli.errors import BundleError, CheckpointError, ConfigError, OutputError
 from ssdd_cli.models import create_model
 from ssdd_cli.paths import sha256_file
+from ssdd_cli.rng import derive_seed
 from ssdd_cli.teacher import Teacher, TeacherConfig, import_checkpoint, load_teacher, save_teacher, train_teacher
 
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
@@ -139,22 +140,57 @@ def test_represent_uint8_equals_float(tiny_teacher) -> None:  # type: ignore[no-
     torch.testing.assert_close(a, b)
 
 
+def _tiny_teacher_config(**overrides) -> TeacherConfig:  # type: ignore[no-untyped-def]
+    values = dict(arch="convnet2_xs", num_steps=3, batch_size=16, optimizer="adamw", lr=1e-3, warmup_steps=1,
+                  projector_dim=32, scale_loss=1.0)
+    values.update(overrides)
+    return TeacherConfig(**values)  # type: ignore[arg-type]
+
+
 def test_train_teacher_runs(tiny_data) -> None:  # type: ignore[no-untyped-def]
-    """Three Barlow Twins steps on the tiny set: finite losses, a frozen eval-mode teacher, seeded."""
-    cfg = TeacherConfig(arch="convnet2_xs", num_steps=3, batch_size=16, optimizer="adamw", lr=1e-3,
-                        warmup_steps=1, projector_dim=32, scale_loss=1.0)
+    """Three Barlow Twins steps on the tiny set: finite losses, a frozen eval-mode teacher, trained from its seeded init.
+
+    Training starts from ``create_model(arch, seed=derive_seed(seed, "teacher-init"))``: every weight
+    moved, but by no more than the AdamW steps allow (≤ lr per step), while another seed's init is far away.
+    """
+    cfg = _tiny_teacher_config()
     dev = torch.device("cpu")
     t, losses = train_teacher(tiny_data.train_images, mean=tiny_data.mean, std=tiny_data.std, config=cfg,
                               device=dev, dataset_name="shapes")
     assert losses and all(torch.isfinite(torch.tensor(losses)))
     assert t.meta["steps_done"] == 3 and t.arch == "convnet2_xs" and t.repr_dim == 32
+    assert t.meta["dataset"] == "shapes" and t.meta["config"]["seed"] == 0
     assert not t.model.training and not any(p.requires_grad for p in t.model.parameters())
-    init = create_model("convnet2_xs", image_size=16)
-    assert any(not torch.equal(a, b) for a, b in zip(t.model.state_dict().values(), init.state_dict().values()))
-    t2, losses2 = train_teacher(tiny_data.train_images, mean=tiny_data.mean, std=tiny_data.std, config=cfg,
-                                device=dev)
-    assert losses2 == losses
-    assert all(torch.equal(a, b) for a, b in zip(t.model.state_dict().values(), t2.model.state_dict().values()))
+    init = dict(create_model("convnet2_xs", image_size=16, out_dim=None,
+                             seed=derive_seed(cfg.seed, "teacher-init")).named_parameters())
+    other = dict(create_model("convnet2_xs", image_size=16, out_dim=None,
+                              seed=derive_seed(cfg.seed + 1, "teacher-init")).named_parameters())
+    trained = dict(t.model.named_parameters())
+    assert set(trained) == set(init)
+    with torch.no_grad():
+        for name, p in trained.items():
+            moved = float((p - init[name]).abs().max())
+            assert 0 < moved <= cfg.num_steps * cfg.lr, (name, moved)
+        # the conv weights are far from another seed's initialisation (so the closeness above is meaningful)
+        assert float((trained["body.0.weight"] - other["body.0.weight"]).abs().max()) > 20 * cfg.num_steps * cfg.lr
+    # both views go through the encoder separately: each BatchNorm saw two batches per step
+    bn = [m for m in t.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bn and all(int(m.num_batches_tracked) == 2 * cfg.num_steps for m in bn)
+
+
+def test_train_teacher_is_seeded(tiny_data) -> None:  # type: ignore[no-untyped-def]
+    """The same seed gives identical weights and losses; another seed gives different weights."""
+    dev = torch.device("cpu")
+
+    def train(seed: int):  # type: ignore[no-untyped-def]
+        return train_teacher(tiny_data.train_images, mean=tiny_data.mean, std=tiny_data.std,
+                             config=_tiny_teacher_config(num_steps=2, seed=seed), device=dev)
+
+    (a, la), (b, lb), (c, lc) = train(0), train(0), train(1)
+    sa, sb, sc = a.model.state_dict(), b.model.state_dict(), c.model.state_dict()
+    assert la == lb and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa if sa[k].is_floating_point())
+    assert la != lc
 
 
 def test_train_teacher_rejects_small_datasets(tiny_data) -> None:  # type: ignore[no-untyped-def]

@@ -3,8 +3,8 @@
 Decoding 60,000 PNGs takes seconds; loading the cached tensors takes well under one. A cache
 file is named from the dataset name, the resolution and a fingerprint of the source (paths,
 sizes, modification times, and any option that changes the tensors), so an edited source gets a
-new file. Files are written to a temporary name and renamed, so an interrupted write never
-leaves a partial cache file behind under the final name.
+new file. Files go through the package's one atomic writer (:func:`ssdd_cli.bundle.save_tensors`),
+so an interrupted write never leaves a partial cache file behind under the final name.
 """
 
 from __future__ import annotations
@@ -12,30 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
-
-from ssdd_cli.data.base import ImageDataset
+from ..bundle import load_tensors, save_tensors
+from ..errors import BundleError
+from .base import ImageDataset
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = "1"  # bump when the decoding (resizing, ordering) changes
-CACHE_ENV = "SSDD_CACHE"
 _TENSOR_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
-_STALE_TMP_S = 3600.0  # temporary files older than this are leftovers of killed writers
-
-
-def default_cache_dir() -> Path:
-    """Return ``$SSDD_CACHE`` if set, else ``~/.cache/ssdd``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "ssdd"
 
 
 def fingerprint_paths(paths: Iterable[Path]) -> str:
@@ -88,9 +76,7 @@ def load_cached(path: Path) -> ImageDataset | None:
     if not path.is_file():
         return None
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
-        tensors = load_file(str(path))
+        tensors, meta = load_tensors(path)
         if meta.get("ssdd.cache_version") != CACHE_VERSION or set(_TENSOR_KEYS) - set(tensors):
             log.info("ignoring cache file %s from another ssdd version", path)
             return None
@@ -105,7 +91,7 @@ def load_cached(path: Path) -> ImageDataset | None:
             std=tuple(json.loads(meta["std"])),
             extra=dict(json.loads(meta["extra"])),
         )
-    except (OSError, ValueError, KeyError, SafetensorError) as exc:
+    except (ValueError, KeyError, BundleError) as exc:
         log.warning("ignoring unreadable cache file %s (%s); decoding the source again", path, exc)
         return None
     log.debug("loaded %s from cache %s", dataset.name, path)
@@ -113,7 +99,7 @@ def load_cached(path: Path) -> ImageDataset | None:
 
 
 def save_cached(path: Path, dataset: ImageDataset) -> bool:
-    """Write ``dataset`` to ``path`` atomically (temporary file, then ``os.replace``).
+    """Write ``dataset`` to ``path`` atomically.
 
     A failure to write (read-only or full disk) is logged and reported by the return value:
     the cache only saves time, so it never stops a run.
@@ -134,31 +120,10 @@ def save_cached(path: Path, dataset: ImageDataset) -> bool:
         "std": json.dumps(list(dataset.std)),
         "extra": json.dumps(dataset.extra),
     }
-    tmp_name: str | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_tmp(path.parent)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
-        save_file(tensors, tmp_name, metadata=metadata)
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; the cache is shared like ~/.cache
-        os.replace(tmp_name, path)
-        tmp_name = None
+        save_tensors(path, tensors, metadata)
     except OSError as exc:
         log.warning("could not write dataset cache %s (%s); continuing without it", path, exc)
         return False
-    finally:
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
     log.info("cached %s at %s", dataset.name, path)
     return True
-
-
-def _remove_stale_tmp(folder: Path) -> None:
-    now = time.time()
-    for tmp in folder.glob(".tmp-*.safetensors"):
-        try:
-            if now - tmp.stat().st_mtime > _STALE_TMP_S:
-                tmp.unlink()
-        except OSError:
-            pass

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
+from ssdd_cli import paths
 from ssdd_cli.data.base import ImageDataset
 from ssdd_cli.data.cache import (
     cache_path,
-    default_cache_dir,
     fingerprint_paths,
     load_cached,
     save_cached,
@@ -100,7 +100,7 @@ def load_dataset(name: str, *, data_root: str | Path | None = None,
     if max_train is not None and max_train < 1:
         raise ConfigError(f"max_train must be >= 1, got {max_train}: pass a positive count")
     reporter = reporter or NullReporter()
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cache = paths.cache_dir(cache_dir)
     root = Path(data_root).expanduser() if data_root is not None else cache / "datasets"
     key = name.strip().lower()
     key = _ALIASES.get(key, key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..config import EvalConfig
+from ..data.batches import ShuffledBatches
 from ..device import autocast
 from ..engine import fit, make_optimizer
 from ..losses import mse
@@ -43,22 +44,17 @@ def pretrain(
         return model.eval().to(memory_format=torch.channels_last)
     model.to(memory_format=torch.channels_last)
     x, y = images.to(device).contiguous(memory_format=torch.channels_last), targets.to(device).float()
-    bs = min(config.pretrain_batch_size, n)
-    per_epoch = -(-n // bs)
-    gen = stream(seed, "eval-order", "cpu")
+    batches = ShuffledBatches(n, config.pretrain_batch_size, stream(seed, "eval-order", "cpu"), drop_last=False,
+                              device=device)
     opt = make_optimizer("sgd", model.parameters(), config.pretrain_lr, momentum=config.pretrain_momentum,
                          weight_decay=config.pretrain_weight_decay)
-    order: list[torch.Tensor] = []
 
     def step(_: int) -> torch.Tensor:
-        nonlocal order
-        if not order:
-            order = list(torch.randperm(n, generator=gen).to(device).split(bs)) if n > bs else [torch.arange(n, device=device)]
-        idx = order.pop(0)
+        idx = batches.next()
         with autocast(device, config.amp):
             out = model(x[idx])
         return mse(out, y[idx])
 
     model.train()
-    fit(step, opt, config.pretrain_epochs * per_epoch, reporter=reporter, name="pretrain", log_every=50)
+    fit(step, opt, config.pretrain_epochs * batches.batches_per_pass, reporter=reporter, name="pretrain", log_every=50)
     return model.eval()

@@ -11,7 +11,7 @@ from .. import augment
 from ..device import autocast
 from ..engine import fit, make_optimizer, make_schedule
 from ..reporting import ProgressReporter
-from ..rng import derive_seed, stream
+from ..rng import seeded, stream
 
 
 @torch.no_grad()
@@ -52,8 +52,7 @@ def linear_probe(
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     xtr, ytr = train_feats.to(device), train_labels.to(device)
     head = torch.nn.Linear(xtr.shape[1], num_classes).to(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, "probe-init"))
+    with seeded(seed, "probe-init"):
         head.reset_parameters()
     opt = make_optimizer("sgd", head.parameters(), lr, momentum=0.9, weight_decay=0.0)
     sched = make_schedule(opt, "cosine", num_steps)

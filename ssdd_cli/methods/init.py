@@ -1,4 +1,4 @@
-"""Initialisation of distilled sets from real data (method.md §5.1, §6.2, §6.3)."""
+"""Initialisation of distilled sets from real data (method.md §5.1, §6.2, §6.3), used by the method entries."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import torch.nn.functional as F
 
 from .. import augment
 from ..config import DistillConfig
+from ..errors import ConfigError
 from ..storage import BoostSize
 from ..teacher import Teacher
 from .pca import pca
-from .synthetic import ApproxNet, SyntheticSet
+from .synthetic import SyntheticSet
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,6 @@ log = logging.getLogger(__name__)
 def real_subset(images: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tensor:
     """Indices of ``count`` distinct random training images."""
     if count > images.shape[0]:
-        from ..errors import ConfigError
-
         raise ConfigError(f"asked for {count} images but the dataset has only {images.shape[0]}")
     return torch.randperm(images.shape[0], generator=gen)[:count]
 
@@ -113,42 +112,3 @@ def init_bases(
         basis_size=side, freeze_means=config.freeze_means,
     )
     return synth, stats
-
-
-def fit_approx_networks(
-    synth: SyntheticSet, hidden: int, steps: int, lr: float, seed: int
-) -> tuple[SyntheticSet, dict[str, dict[str, float]]]:
-    """Fit one approximation network per non-identity view after distillation (method.md §6.4).
-
-    Each ``h_a`` learns the coefficient shift ``Δ^a = C^a − C`` from ``C`` (MSE, Adam, full batch).
-    The fit is reported as the relative error ``‖h_a(C) − Δ^a‖² / ‖Δ^a‖²`` (1.0 = no better than
-    predicting no shift).
-
-    Returns:
-        A new set whose views use the networks (their stored coefficients dropped) and the fit.
-    """
-    from ..engine import fit, make_optimizer
-    from ..losses import mse
-    from ..rng import derive_seed
-
-    base = synth.identity_coeffs().detach()
-    nets: dict[str, ApproxNet] = {}
-    report: dict[str, dict[str, float]] = {}
-    for view in synth.views[1:]:
-        target = (synth.coeffs(view).detach() - base)  # (m, c)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, f"approx-{view}"))
-            net = ApproxNet(base.shape[1], hidden).to(base.device)
-        opt = make_optimizer("adam", net.parameters(), lr)
-        fit(lambda _, net=net, target=target: mse(net(base), target), opt, steps, log_every=max(steps, 1))
-        with torch.no_grad():
-            err = float((net(base) - target).pow(2).sum() / target.pow(2).sum().clamp(min=1e-12))
-        nets[view] = net.cpu()
-        report[view] = {"relative_error": err, "shift_norm": float(target.norm() / base.norm().clamp(min=1e-12))}
-    tensors = {k: v for k, v in synth.stored_tensors().items() if not k.startswith(("view_coeffs.", "view_targets."))}
-    for view, net in nets.items():
-        for name, t in net.state_dict().items():
-            tensors[f"approx.{view}.{name}"] = t
-    rebuilt = SyntheticSet.from_tensors(tensors, views=list(synth.views), image_size=synth.image_size,
-                                        channels=synth.channels, basis_size=synth.basis_size)
-    return rebuilt, report

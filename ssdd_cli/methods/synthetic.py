@@ -20,6 +20,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment import apply_view
+from ..bundle import (
+    APPROX_PARAMS,
+    IMAGE_BASIS,
+    IMAGE_COEFFS,
+    IMAGE_MEAN,
+    IMAGES,
+    REPR_BASIS,
+    REPR_COEFFS,
+    REPR_MEAN,
+    TARGETS,
+    approx_key,
+    approx_keys,
+    view_coeffs_key,
+    view_targets_key,
+)
 
 
 class ApproxNet(nn.Sequential):
@@ -152,21 +167,21 @@ class SyntheticSet(nn.Module):
         """The float tensors a bundle stores (keys of ``bundle.py``)."""
         out: dict[str, torch.Tensor] = {}
         if self.has_image_basis:
-            out.update(image_basis=self.image_basis, image_mean=self.image_mean, image_coeffs=self.image_coeffs)
+            out.update({IMAGE_BASIS: self.image_basis, IMAGE_MEAN: self.image_mean, IMAGE_COEFFS: self.image_coeffs})
         else:
-            out["images"] = self.images  # type: ignore[assignment]
+            out[IMAGES] = self.images  # type: ignore[assignment]
         if self.has_repr_basis:
-            out.update(repr_basis=self.repr_basis, repr_mean=self.repr_mean, repr_coeffs=self.repr_coeffs)
+            out.update({REPR_BASIS: self.repr_basis, REPR_MEAN: self.repr_mean, REPR_COEFFS: self.repr_coeffs})
         else:
-            out["targets"] = self.targets  # type: ignore[assignment]
+            out[TARGETS] = self.targets  # type: ignore[assignment]
         for view in self.views[1:]:
             key = _key(view)
             if key in self.approx:
                 for name, t in self.approx[key].state_dict().items():
-                    out[f"approx.{view}.{name}"] = t
+                    out[approx_key(view, name)] = t
             else:
-                prefix = "view_coeffs." if self.has_repr_basis else "view_targets."
-                out[prefix + view] = self.view_coeffs[key]
+                stored = view_coeffs_key(view) if self.has_repr_basis else view_targets_key(view)
+                out[stored] = self.view_coeffs[key]
         return {k: v.detach().float().cpu() for k, v in out.items()}
 
     @classmethod
@@ -176,16 +191,16 @@ class SyntheticSet(nn.Module):
         approx: dict[str, ApproxNet] = {}
         stored: dict[str, torch.Tensor] = {}
         for view in views[1:]:
-            w0 = tensors.get(f"approx.{view}.0.weight")
+            w0 = tensors.get(approx_keys(view)[0])
             if w0 is not None:
                 net = ApproxNet(w0.shape[1], w0.shape[0])
-                net.load_state_dict({n: tensors[f"approx.{view}.{n}"] for n in ("0.weight", "0.bias", "2.weight", "2.bias")})
+                net.load_state_dict({n: tensors[approx_key(view, n)] for n in APPROX_PARAMS})
                 approx[view] = net
             else:
-                stored[view] = tensors.get(f"view_coeffs.{view}", tensors.get(f"view_targets.{view}"))  # type: ignore[assignment]
-        ib = (tensors["image_mean"], tensors["image_basis"], tensors["image_coeffs"]) if "image_basis" in tensors else None
-        rb = (tensors["repr_mean"], tensors["repr_basis"], tensors["repr_coeffs"]) if "repr_basis" in tensors else None
+                stored[view] = tensors.get(view_coeffs_key(view), tensors.get(view_targets_key(view)))  # type: ignore[assignment]
+        ib = (tensors[IMAGE_MEAN], tensors[IMAGE_BASIS], tensors[IMAGE_COEFFS]) if IMAGE_BASIS in tensors else None
+        rb = (tensors[REPR_MEAN], tensors[REPR_BASIS], tensors[REPR_COEFFS]) if REPR_BASIS in tensors else None
         return cls(views=tuple(views), image_size=image_size, channels=channels,
-                   images=tensors.get("images") if ib is None else None, image_basis=ib,
-                   targets=tensors.get("targets") if rb is None else None, repr_basis=rb,
+                   images=tensors.get(IMAGES) if ib is None else None, image_basis=ib,
+                   targets=tensors.get(TARGETS) if rb is None else None, repr_basis=rb,
                    view_coeffs=stored, approx=approx, basis_size=basis_size)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..rng import seeded
 
 
 class Backbone(nn.Module):
@@ -110,8 +111,7 @@ def create_model(
     build = _REGISTRY[check_model_name(name)].builder
     if seed is None:
         return build(image_size=image_size, out_dim=out_dim, in_channels=in_channels)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return build(image_size=image_size, out_dim=out_dim, in_channels=in_channels)
 
 

@@ -1,0 +1,87 @@
+"""Boost (Yu, Yao, Chiu, ICLR 2025; method.md §6): bases, predefined views, approximation networks.
+
+Images and targets are stored as PCA-initialised bases with per-image coefficients; every
+predefined view of every image enters the KRR support set with its own target coefficients, which
+after distillation are replaced by one small approximation network per view (``approx_mode
+"after"``, the paper's order) or trained as networks from the start (``"joint"``, an ssdd addition).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from ..storage import SizePlan, auto_size, boost_shapes, storage_report
+from .base import DistillMethod, InitContext
+
+if TYPE_CHECKING:
+    from ..config import DistillConfig
+    from .synthetic import SyntheticSet
+
+
+class Boost(DistillMethod):
+    """Basis parameterisation + predefined augmentation + approximation networks."""
+
+    name = "boost"
+    summary = "Boost (Yu et al. 2025): bases, predefined views and approximation networks (default)"
+    needs_train_reprs = True
+    presets = {
+        "paper": dict(num_steps=30_000, lr=1e-3, lr_final_factor=0.0),
+        "cpu": dict(num_steps=1500, lr=1e-3, lr_final_factor=0.0),
+    }
+
+    def validate(self, config: DistillConfig) -> None:
+        """Refuse the KRR-ST-only raw-space quirk."""
+        if config.raw_space:
+            raise ConfigError("--krrst-raw-space reproduces a KRR-ST quirk; it applies to --method krr-st only")
+
+    def plan(self, config: DistillConfig, *, channels: int, image_size: int, repr_dim: int) -> SizePlan:
+        """``m, U, V`` from the budget by the §6.6 rule (explicit sizes kept, over-budget refused)."""
+        size = auto_size(
+            config.budget, channels=channels, image_size=image_size, repr_dim=repr_dim, views=config.views,
+            bases=config.bases, approx=config.approx, basis_size=config.basis_size, approx_hidden=config.approx_hidden,
+            num_images=config.num_images, image_rank=config.image_rank, repr_rank=config.repr_rank,
+        )
+        shapes = boost_shapes(size, channels=channels, repr_dim=repr_dim, views=config.views, bases=config.bases,
+                              approx=config.approx, image_size=image_size)
+        report = storage_report(shapes, image_shape=(channels, image_size, image_size), label=self.name,
+                                num_images=size.num_images)
+        return SizePlan(size, shapes, report)
+
+    def initialise(self, ctx: InitContext) -> tuple[SyntheticSet, dict[str, float]]:
+        """PCA bases of the training images and representations; coefficients of ``m`` random images."""
+        from ..rng import stream
+        from .init import init_bases, real_subset
+
+        if ctx.train_reprs is None:
+            raise ValueError("boost needs the teacher representations of the training images (train_reprs)")
+        gen = stream(ctx.config.seed, "init", "cpu")
+        chosen = real_subset(ctx.dataset.train_images, ctx.plan.size.num_images, gen)
+        return init_bases(ctx.dataset.train_images.to(ctx.device), ctx.train_reprs.to(ctx.device),
+                          chosen.to(ctx.device), ctx.teacher, ctx.plan.size, ctx.config, ctx.dataset.mean,
+                          ctx.dataset.std, gen)
+
+    @staticmethod
+    def _networks(synth: SyntheticSet, config: DistillConfig) -> bool:
+        return config.approx and len(synth.views) > 1
+
+    def before_loop(self, synth: SyntheticSet, config: DistillConfig) -> tuple[SyntheticSet, dict[str, float]]:
+        """``joint``: fit the networks to the initial view coefficients; they are then trained in the loop."""
+        if not (self._networks(synth, config) and config.approx_mode == "joint"):
+            return synth, {}
+        from .approx import fit_approx_networks
+
+        synth, fitted = fit_approx_networks(synth.cpu(), config.approx_hidden, config.approx_steps, config.approx_lr,
+                                            config.seed)
+        return synth, {f"approx_init_{v}": r["relative_error"] for v, r in fitted.items()}
+
+    def finalise(self, synth: SyntheticSet, config: DistillConfig) -> tuple[SyntheticSet, dict[str, dict[str, float]]]:
+        """``after``: replace each view's coefficients by an approximation network fitted to them."""
+        if not (self._networks(synth, config) and config.approx_mode == "after"):
+            return synth, {}
+        from .approx import fit_approx_networks
+
+        return fit_approx_networks(synth, config.approx_hidden, config.approx_steps, config.approx_lr, config.seed)
+
+
+METHOD = Boost()
