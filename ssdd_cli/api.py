@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .bundle import Bundle, BundleMeta, load_bundle, load_tensors, save_bundle, save_tensors
+from .bundle import Bundle, BundleMeta, load_bundle, load_tensors, save_bundle, save_tensors, tensor_checksum
 from .config import (
     DistillConfig,
     EvalConfig,
@@ -117,12 +118,15 @@ def resolve_teacher(path: str | Path | None, dataset: ImageDataset, *, device: t
 
 def teacher_representations(teacher: Teacher, dataset: ImageDataset, *, cache: str | Path | None = None,
                             reporter: ProgressReporter | None = None) -> torch.Tensor:
-    """Teacher representations of every training image (fp32), cached on disk by teacher hash."""
+    """Teacher representations of every training image (fp32), cached on disk by content.
+
+    The cache key is the teacher file's SHA-256 and the images' own fingerprint (never the dataset's
+    name), so edited or different data with the same name gets its own entry.
+    """
     path = None
     if teacher.sha256:
-        n = dataset.train_images.shape[0]
-        safe = dataset.name.replace("/", "_").replace(":", "_")
-        path = cache_dir(cache) / "reprs" / f"{teacher.sha256[:16]}-{safe}-{n}.safetensors"
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset.name).strip("_")[:40] or "data"
+        path = cache_dir(cache) / "reprs" / f"{safe}-{teacher.sha256[:16]}-{dataset.fingerprint()[:16]}.safetensors"
         if path.exists():
             try:
                 return load_tensors(path)[0]["reprs"]
@@ -299,9 +303,12 @@ def inspect_bundle(path: str | Path, *, verify: bool = False, device: str | torc
         "config": meta.config,
         "ssdd_version": meta.ssdd_version,
         "created": meta.created,
+        "checksum": meta.checksum,
     }
     if verify:
         checks: dict[str, bool] = {}
+        if meta.checksum is not None:  # v1 bundles carry none
+            checks["checksum matches the tensor data"] = tensor_checksum(bundle.tensors) == meta.checksum
         checks["storage matches metadata"] = abs(float(meta.storage.get("cost", -1)) - storage.cost) < 1e-3
         checks["within budget"] = storage.fits(meta.budget)
         images, targets = expand_pairs(bundle, device=resolve_device(device) if isinstance(device, str) else device)

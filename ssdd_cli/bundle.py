@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
 
     from .storage import StorageReport
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # v2 adds the ``checksum`` of the tensor data; v1 files (no checksum) still load
+CHECKSUM_KEY = "checksum"
 BUNDLE_FORMAT = "ssdd.bundle"
 TEACHER_FORMAT = "ssdd.teacher"
 
@@ -178,6 +180,7 @@ class BundleMeta:
     format_version: int = FORMAT_VERSION
     ssdd_version: str = ""
     created: str = ""
+    checksum: str | None = None  # of the tensor data, set when written (v2)
 
     def to_strings(self) -> dict[str, str]:
         """The safetensors metadata (``format`` first; ``basis_size`` written as the image side when unset)."""
@@ -186,6 +189,7 @@ class BundleMeta:
         for key in ("mean", "std", "views"):
             values[key] = list(values[key])
         values["basis_size"] = self.basis_size or self.image_size
+        del values["checksum"]  # computed from the tensors by the writer
         return encode_meta({"format": BUNDLE_FORMAT, **values})
 
     @classmethod
@@ -200,7 +204,7 @@ class BundleMeta:
             raise BundleError(f"{where}: bundle format v{version} is newer than this ssdd (v{FORMAT_VERSION}); upgrade ssdd")
         if version < 1:
             raise BundleError(f"{where}: unknown bundle format version {version}")
-        missing = [k for k in REQUIRED_METADATA if k not in raw]
+        missing = [k for k in REQUIRED_METADATA + (V2_METADATA if version >= 2 else ()) if k not in raw]
         if missing:
             raise BundleError(f"{where}: missing metadata {', '.join(missing)}; the file is incomplete or corrupt")
         d = decode_meta(raw, _BUNDLE_SCHEMA, where)
@@ -218,19 +222,55 @@ class BundleMeta:
                 image_space=d["image_space"], basis_size=d.get("basis_size"), counts=dict(d.get("counts", {})),
                 seed=d.get("seed", 0), fit=dict(d.get("fit", {})), history=list(d.get("history", [])),
                 format_version=version, ssdd_version=d["ssdd_version"], created=d["created"],
+                checksum=d.get(CHECKSUM_KEY),
             )
         except (TypeError, ValueError) as exc:
             raise BundleError(f"{where}: malformed metadata ({exc}); the file is corrupt") from None
+        meta.check_ranges(where)
         return meta
+
+    def check_ranges(self, where: str) -> None:
+        """Every value within the range a bundle can hold; raise :class:`BundleError` naming the first that is not."""
+        from .views import parse_views
+
+        def bad(field: str, value: Any, rule: str) -> BundleError:
+            return BundleError(f"{where}: metadata {field}={value!r} is out of range ({rule}); the file is corrupt")
+
+        if not 1 <= self.image_size <= 4096:
+            raise bad("image_size", self.image_size, "1 to 4096")
+        if self.channels not in (1, 3):
+            raise bad("channels", self.channels, "1 or 3")
+        if self.budget < 1:
+            raise bad("budget", self.budget, "≥ 1")
+        if self.basis_size is not None and not 1 <= self.basis_size <= self.image_size:
+            raise bad("basis_size", self.basis_size, f"1 to the image size {self.image_size}")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) != self.channels or not all(math.isfinite(v) for v in values):
+                raise bad(name, list(values), f"{self.channels} finite values, one per channel")
+        if not all(v > 0 for v in self.std):
+            raise bad("std", list(self.std), "positive")
+        if self.image_space not in ("normalized", "raw"):
+            raise bad("image_space", self.image_space, "normalized or raw")
+        try:
+            canonical = parse_views(self.views)
+        except ConfigError as exc:
+            raise BundleError(f"{where}: metadata views: {exc}; the file is corrupt") from None
+        if canonical != self.views:
+            raise bad("views", list(self.views), f"identity first, no duplicates, e.g. {list(canonical)}")
 
 
 REQUIRED_METADATA = ("format", "format_version", "method", "source", "image_size", "channels", "mean", "std",
                      "image_space", "views", "teacher", "budget", "storage", "config", "ssdd_version", "created")
+#: no stored value may exceed this magnitude: rebuilding pairs (``μ + C·B``, two small MLP layers) then
+#: stays far inside float32 for any rank ssdd writes
+MAX_ABS_VALUE = 1e6
+#: required from format v2 on (v1 files have none)
+V2_METADATA = (CHECKSUM_KEY,)
 _BUNDLE_SCHEMA = {
     "format": "str", "format_version": "int", "method": "str", "source": "str", "image_size": "int",
     "channels": "int", "basis_size": "int", "mean": "json", "std": "json", "image_space": "str", "views": "json",
     "teacher": "json", "budget": "int", "storage": "json", "config": "json", "counts": "json", "seed": "int",
-    "fit": "json", "history": "json", "ssdd_version": "str", "created": "str",
+    "fit": "json", "history": "json", "ssdd_version": "str", "created": "str", CHECKSUM_KEY: "str",
 }
 
 
@@ -348,18 +388,26 @@ def validate_bundle(tensors: Mapping[str, torch.Tensor], meta: BundleMeta, where
         net = approx_keys(view)
         stored = view_coeffs_key(view) if has_rb else view_targets_key(view)
         if all(k in tensors for k in net):
-            if tensors[net[0]].shape[1] != coef or tensors[net[2]].shape[0] != coef:
-                raise BundleError(f"{where}: approximation network for {view!r} has the wrong width")
+            k = tensors[net[0]].shape[0] if tensors[net[0]].dim() == 2 else -1
+            want = ((k, coef), (k,), (coef, k), (coef,))
+            if k < 1 or any(tuple(tensors[n].shape) != w for n, w in zip(net, want, strict=True)):
+                raise BundleError(f"{where}: approximation network for {view!r} has shapes "
+                                  f"{[tuple(tensors[n].shape) for n in net]}, expected {list(want)} for width {coef}")
         elif stored in tensors:
             if tuple(tensors[stored].shape) != (m, coef):
                 raise BundleError(f"{where}: {stored!r} has shape {tuple(tensors[stored].shape)}, expected ({m}, {coef})")
         else:
             raise BundleError(f"{where}: view {view!r} has neither an approximation network nor stored targets")
     for key, t in tensors.items():
-        if not t.is_floating_point():
-            raise BundleError(f"{where}: tensor {key!r} has dtype {t.dtype}, expected a float")
+        if str(t.dtype) != "torch.float32":
+            raise BundleError(f"{where}: tensor {key!r} has dtype {str(t.dtype).replace('torch.', '')}; bundles store "
+                              "float32; the file was not written by ssdd or is corrupt")
         if not t.isfinite().all():
             raise BundleError(f"{where}: tensor {key!r} contains NaN or infinity")
+        peak = float(t.abs().max()) if t.numel() else 0.0
+        if peak > MAX_ABS_VALUE:
+            raise BundleError(f"{where}: tensor {key!r} holds values up to {peak:.3g}, beyond ±{MAX_ABS_VALUE:g}, "
+                              "where rebuilding the pairs could overflow; the file is corrupt")
 
 
 def save_bundle(path: str | Path, tensors: Mapping[str, torch.Tensor], meta: BundleMeta, *, overwrite: bool = False) -> Path:
@@ -393,7 +441,7 @@ _TEACHER_SCHEMA = {
     "format": "str", "format_version": "int", "arch": "str", "repr_dim": "int", "image_size": "int", "mean": "json",
     "std": "json", "stem_padding": "int", "dataset": "str", "origin": "str", "imported_from": "str",
     "config": "json", "steps_done": "int", "train_seconds": "float", "final_loss": "float",
-    "probe_accuracy": "float", "probe_target": "str", "ssdd_version": "str", "created": "str",
+    "probe_accuracy": "float", "probe_target": "str", "ssdd_version": "str", "created": "str", CHECKSUM_KEY: "str",
 }
 
 
@@ -430,7 +478,9 @@ def load_teacher_file(path: str | Path) -> TeacherFile:
             f"{path}: not an ssdd teacher file{hint}; make one with `ssdd teacher DATASET -o FILE` "
             "or convert a checkpoint with `ssdd teacher --import CKPT`"
         )
-    missing = [k for k in TEACHER_REQUIRED if k not in raw]
+    meta = decode_meta({k: v for k, v in raw.items() if k == "format_version"}, _TEACHER_SCHEMA, str(path))
+    required = TEACHER_REQUIRED + ((CHECKSUM_KEY,) if meta.get("format_version", 0) >= 2 else ())
+    missing = [k for k in required if k not in raw]
     if missing:
         raise BundleError(f"{path}: teacher metadata lacks {', '.join(missing)}; the file is corrupt")
     meta = decode_meta(raw, _TEACHER_SCHEMA, str(path))
@@ -457,7 +507,25 @@ def _read(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BundleError(f"{path}: not a readable safetensors {what} ({first}); was it written by ssdd?") from exc
+    recorded = meta.get(CHECKSUM_KEY)
+    if recorded is not None and recorded != tensor_checksum(tensors):
+        raise BundleError(f"{path}: the tensor data does not match its recorded checksum; the file is corrupt "
+                          "(changed bytes or a bad copy): re-create or re-copy it")
     return tensors, meta
+
+
+def tensor_checksum(tensors: Mapping[str, torch.Tensor]) -> str:
+    """``sha256:<hex>`` over every tensor's name, dtype, shape and bytes, in key order."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().to("cpu").contiguous()
+        h.update(f"{key}\0{str(t.dtype).replace('torch.', '')}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"sha256:{h.hexdigest()}"
 
 
 def _write(path: Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], overwrite: bool) -> None:
@@ -469,12 +537,13 @@ def _write(path: Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, s
 
 
 def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str] | None = None) -> None:
-    """Write plain tensors with string metadata atomically (no format checks; caches, expanded pairs)."""
+    """Write tensors with string metadata atomically, adding the ``checksum`` that every read verifies."""
     from safetensors.torch import save_file
 
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    meta = {**(meta or {}), CHECKSUM_KEY: tensor_checksum(clean)}
     with atomic_file(path) as tmp:
-        save_file(clean, str(tmp), metadata=dict(meta or {}))
+        save_file(clean, str(tmp), metadata=meta)
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

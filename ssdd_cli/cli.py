@@ -313,6 +313,8 @@ def _render_inspect(bundle: Path, summary: dict[str, Any]) -> None:
     out.print(t2)
     for name, ok in summary.get("verify", {}).items():
         out.print(f"  [green]✓[/] {name}" if ok else f"  [red]✗[/] {name}")
+    if "verify" in summary and summary["checksum"] is None:
+        out.print("  [yellow]-[/] no checksum stored (format v1); the tensors were checked for shape and range only")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from . import augment
 from .bundle import Bundle, save_tensors
 from .errors import ConfigError
 from .methods.synthetic import SyntheticSet
-from .paths import atomic_dir, check_output
+from .paths import MANIFEST_TAG, atomic_dir, check_output
 
 
 def synthetic_from_bundle(bundle: Bundle) -> SyntheticSet:
@@ -91,11 +91,12 @@ def write_expanded(
 
     The PNGs are 8-bit and for people; programs should read the float tensors.
     """
-    out_dir = check_output(out_dir, overwrite, kind="dir")
+    protect = [bundle.path] if bundle.path else []
+    out_dir = check_output(out_dir, overwrite, kind="dir", protect=protect)
     chosen = select_views(bundle, views)
     images, targets = expand_pairs(bundle, views=list(chosen), device=device)
     m = bundle.num_images
-    with atomic_dir(out_dir, overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite, protect) as tmp:
         files: list[dict[str, Any]] = []
         pix = to_uint8(images, bundle)
         if write_images:
@@ -110,7 +111,11 @@ def write_expanded(
         save_tensors(tmp / "pairs.safetensors", {"images": images.cpu(), "targets": targets.cpu()},
                      {"views": json.dumps(list(chosen)), "image_space": bundle.meta.image_space,
                       "mean": json.dumps(list(bundle.mean)), "std": json.dumps(list(bundle.std))})
+        from . import __version__
+
         manifest = {
+            "written_by": MANIFEST_TAG,  # lets a later `expand --overwrite` replace this folder, and only it
+            "ssdd_version": __version__,
             "bundle": str(bundle.path) if bundle.path else None,
             "method": bundle.method,
             "views": list(chosen),
@@ -123,6 +128,7 @@ def write_expanded(
             "std": list(bundle.std),
             "tensors": "pairs.safetensors (images: normalised float32, targets: float32; row = view_index*m + i)",
             "files": files,
+            "owned": sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file()),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest

@@ -1,15 +1,34 @@
-"""Output paths: refuse to clobber, write atomically, never leave a partial file behind."""
+"""Output paths: never destroy what a user has, write atomically, leave nothing partial behind.
+
+The rules every output of ssdd follows:
+
+* an existing path is replaced only with ``overwrite``, and then only a regular file (never a
+  device, FIFO, socket, symlink or folder) or, for folders, one that ssdd wrote itself (see
+  :func:`check_replaceable_dir`);
+* files are written to a hidden temporary beside the target, flushed to disk (fsync), then renamed
+  over it, so a reader sees the old file or the new one, never a mix;
+* temporaries are named ``.<target>.<pid>.<random>.ssdd-tmp``; those of processes that no longer
+  run (killed mid-write) are swept on the next write to the same folder.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import OutputError
+
+TMP_SUFFIX = ".ssdd-tmp"
+MANIFEST = "manifest.json"
+MANIFEST_TAG = "ssdd expand"  # manifest["written_by"]: the folder is ssdd's own
+_STALE_S = 24 * 3600.0  # a temporary this old is swept even if its pid was reused
 
 
 def _umask() -> int:
@@ -23,17 +42,38 @@ def _default_mode(path: str | Path, directory: bool) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
-def check_output(path: str | Path, overwrite: bool, *, kind: str = "file") -> Path:
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"),
+                       (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_output(path: str | Path, overwrite: bool, *, kind: str = "file", protect: Iterable[str | Path] = ()) -> Path:
     """Validate an output path before any work starts.
 
+    Args:
+        path: the file (or, with ``kind="dir"``, folder) to create.
+        overwrite: whether an existing output may be replaced.
+        kind: ``file`` or ``dir``.
+        protect: paths that must survive (e.g. the input of ``expand``).
+
     Raises:
-        OutputError: the path exists and ``overwrite`` is false, or its folder cannot be written.
+        OutputError: the path exists and ``overwrite`` is false, exists as something ssdd never
+            replaces, or its folder cannot be written.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} already exists; pass --overwrite to replace it or choose another path")
-    if path.exists() and kind == "file" and path.is_dir():
-        raise OutputError(f"{path} is a directory; give a file path")
+    if os.path.lexists(path):
+        if not overwrite:
+            raise OutputError(f"{path} already exists; pass --overwrite to replace it or choose another path")
+        mode = os.lstat(path).st_mode
+        if kind == "file" and not stat.S_ISREG(mode):
+            hint = "give a file path" if stat.S_ISDIR(mode) else "ssdd only replaces regular files; choose another path"
+            raise OutputError(f"{path} is {_kind(mode)}; {hint}")
+        if kind == "dir":
+            check_replaceable_dir(path, protect)
     parent = path.parent if str(path.parent) else Path(".")
     probe = parent
     while not probe.exists():
@@ -45,7 +85,7 @@ def check_output(path: str | Path, overwrite: bool, *, kind: str = "file") -> Pa
     # os.access trusts permission bits, which root bypasses; a read-only mount or a pseudo file
     # system only shows itself when a file is actually created.
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".ssdd-write-check.", dir=probe)
+        fd, tmp = tempfile.mkstemp(prefix=f".ssdd-write-check.{os.getpid()}.", suffix=TMP_SUFFIX, dir=probe)
     except OSError as exc:
         raise OutputError(f"cannot write to {parent}: creating a file in {probe} failed ({exc.strerror or exc}); "
                           "choose a writable location") from None
@@ -54,17 +94,91 @@ def check_output(path: str | Path, overwrite: bool, *, kind: str = "file") -> Pa
     return path
 
 
+def check_replaceable_dir(path: Path, protect: Iterable[str | Path] = ()) -> None:
+    """Refuse to replace a folder unless ssdd wrote it and it holds nothing else.
+
+    Raises:
+        OutputError: ``path`` is not a folder written by ``ssdd expand``, holds files its manifest does not
+            list, is the working folder or one of its parents, or holds a protected path.
+    """
+    mode = os.lstat(path).st_mode
+    if not stat.S_ISDIR(mode):
+        raise OutputError(f"{path} is {_kind(mode)}, not a folder ssdd wrote; choose another path")
+    real = path.resolve()
+    cwd = Path.cwd().resolve()
+    if real == cwd or real in cwd.parents:
+        raise OutputError(f"{path} is the working folder or holds it; ssdd never replaces it; choose another path")
+    for keep in protect:
+        k = Path(keep).resolve()
+        if k == real or real in k.parents:
+            raise OutputError(f"{path} holds {keep}, an input of this command; choose another output folder")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("written_by") != MANIFEST_TAG:
+        raise OutputError(f"{path} was not written by `ssdd expand` (no ssdd manifest); ssdd only replaces folders "
+                          "it wrote; choose another path")
+    owned = {MANIFEST, *(str(f) for f in manifest.get("owned", []))}
+    for item in sorted(path.rglob("*")):
+        rel = item.relative_to(path).as_posix()
+        if item.is_dir() and not item.is_symlink():
+            continue
+        if rel not in owned:
+            raise OutputError(f"{path} holds {rel}, which ssdd did not write; move it away or choose another path")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def sweep_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove ssdd temporaries in ``folder`` left by processes that no longer run; return what was removed."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for tmp in folder.glob(f".*{TMP_SUFFIX}"):
+            parts = tmp.name[: -len(TMP_SUFFIX)].split(".")
+            pid = next((int(p) for p in reversed(parts[:-1]) if p.isdigit()), None)
+            try:
+                old = time.time() - tmp.lstat().st_mtime > _STALE_S
+                if old or pid is None or not _pid_alive(pid):
+                    shutil.rmtree(tmp) if tmp.is_dir() and not tmp.is_symlink() else tmp.unlink()
+                    removed.append(tmp)
+            except OSError:
+                continue
+    return removed
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically."""
+    """Yield a temporary path beside ``path``; on success it is fsynced and replaces ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_stale_temporaries(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
         _default_mode(tmp, directory=False)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -72,20 +186,31 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; on success it becomes ``path``."""
+def atomic_dir(path: str | Path, overwrite: bool, protect: Iterable[str | Path] = ()) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it becomes ``path``.
+
+    An existing ``path`` is replaced only when ``overwrite`` and :func:`check_replaceable_dir` allow it
+    (checked again here, after the work): it is first renamed aside, then the new folder takes its place,
+    then the old one is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    sweep_stale_temporaries(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent))
     try:
         yield tmp
         _default_mode(tmp, directory=True)
-        if path.exists() and overwrite:
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+        old = None
+        if os.path.lexists(path):
+            if not overwrite:
+                raise OutputError(f"{path} already exists; pass --overwrite to replace it or choose another path")
+            check_replaceable_dir(path, protect)
+            old = path.with_name(f".{path.name}.{os.getpid()}.old{TMP_SUFFIX}")
+            os.replace(path, old)
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -38,8 +39,9 @@ def assert_round_trip(result, path: Path) -> None:  # type: ignore[no-untyped-de
     for k, v in result.tensors.items():
         assert b.tensors[k].dtype == torch.float32
         assert torch.equal(b.tensors[k], v), k
-    written = ("ssdd_version", "created")
+    written = ("ssdd_version", "created", "checksum")
     assert dataclasses.replace(b.meta, **{k: "" for k in written}) == dataclasses.replace(result.meta, **{k: "" for k in written})
+    assert b.meta.checksum == bundle_mod.tensor_checksum(b.tensors)
     assert b.meta.format_version == FORMAT_VERSION and b.meta.created and b.meta.ssdd_version
     assert isinstance(b.meta.budget, int) and isinstance(b.meta.image_size, int)  # decoded once, typed
     assert b.path == path
@@ -70,7 +72,7 @@ def test_golden_names(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-
 
     Changing any of these is a format change and must bump FORMAT_VERSION (and docs/bundle-format.md).
     """
-    assert FORMAT_VERSION == 1
+    assert FORMAT_VERSION == 2
     assert bundle_mod.BUNDLE_FORMAT == "ssdd.bundle" and bundle_mod.TEACHER_FORMAT == "ssdd.teacher"
     assert REQUIRED_METADATA == ("format", "format_version", "method", "source", "image_size", "channels", "mean",
                                  "std", "image_space", "views", "teacher", "budget", "storage", "config",
@@ -80,8 +82,8 @@ def test_golden_names(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-
     save_bundle(tmp_path / "b.safetensors", res.tensors, res.meta)
     tensors, meta = raw_file(tmp_path / "b.safetensors")
     assert sorted(tensors) == BOOST_KEYS
-    assert sorted(meta) == sorted(DISTILL_META + ["format", "format_version", "ssdd_version", "created"])
-    assert meta["format_version"] == "1" and meta["format"] == "ssdd.bundle"
+    assert sorted(meta) == sorted(DISTILL_META + ["format", "format_version", "ssdd_version", "created", "checksum"])
+    assert meta["format_version"] == "2" and meta["format"] == "ssdd.bundle" and meta["checksum"].startswith("sha256:")
     assert json.loads(meta["views"]) == ["identity", "rot90", "rot180", "rot270"]  # nested values are JSON
     assert meta["method"] == "boost" and meta["image_size"] == "16"  # plain strings stay plain
     m, u, v, k = (res.meta.counts[c] for c in ("m", "U", "V", "k"))
@@ -120,18 +122,19 @@ def _rewrite(src: Path, dst: Path, *, drop: str | None = None, meta_update: dict
     tensors, meta = raw_file(src)
     if drop:
         del tensors[drop]
+        meta["checksum"] = bundle_mod.tensor_checksum(tensors)  # a consistent file that lacks the tensor
     meta.update(meta_update or {})
     save_file(tensors, str(dst), metadata=meta)
     return dst
 
 
 def test_newer_format_version(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """format_version 2 is refused with a message saying it is newer."""
+    """format_version 3 is refused with a message saying it is newer."""
     good = save_bundle(tmp_path / "b.safetensors", tiny_results["boost"].tensors, tiny_results["boost"].meta)
-    bad = _rewrite(good, tmp_path / "v2.safetensors", meta_update={"format_version": "2"})
+    bad = _rewrite(good, tmp_path / "v3.safetensors", meta_update={"format_version": "3"})
     with pytest.raises(BundleError, match="newer"):
         load_bundle(bad)
-    assert load_bundle(_rewrite(good, tmp_path / "v1.safetensors")).method == "boost"  # the rewrite itself is fine
+    assert load_bundle(_rewrite(good, tmp_path / "v2.safetensors")).method == "boost"  # the rewrite itself is fine
 
 
 def test_teacher_file_is_not_a_bundle(tiny_teacher_path: Path) -> None:
@@ -217,7 +220,7 @@ V1_FILES = Path(__file__).parent / "data"
     ("v1_boost.safetensors", "boost", BOOST_KEYS),
 ])
 def test_bundles_written_before_the_redesign_still_load(name: str, method: str, keys: list[str], tmp_path: Path) -> None:
-    """Bundles written by ssdd 0.1.0 before the redesign load, expand and re-save to the same metadata bytes."""
+    """v1 bundles (written before the redesign, without a checksum) load, expand and re-save as v2."""
     path = V1_FILES / name
     b = load_bundle(path)
     assert b.method == method and sorted(b.tensors) == sorted(keys)
@@ -225,11 +228,13 @@ def test_bundles_written_before_the_redesign_still_load(name: str, method: str, 
     images, targets = expand_pairs(b)
     assert images.shape[0] == targets.shape[0] == b.num_images * len(b.views)
     assert b.storage().cost == pytest.approx(b.meta.storage["cost"], abs=1e-4)
+    assert b.meta.format_version == 1 and b.meta.checksum is None  # v1: no checksum stored
     again = save_bundle(tmp_path / "again.safetensors", b.tensors, b.meta)
     _, old_meta = raw_file(path)
     _, new_meta = raw_file(again)
-    same = {k for k in old_meta if k not in ("created",)}
-    assert {k: new_meta[k] for k in same} == {k: old_meta[k] for k in same}
+    same = {k for k in old_meta if k not in ("created", "format_version")}
+    assert {k: new_meta[k] for k in same} == {k: old_meta[k] for k in same}  # the v2 writer changes nothing else
+    assert new_meta["format_version"] == "2" and load_bundle(again).meta.checksum == bundle_mod.tensor_checksum(b.tensors)
 
 
 @pytest.mark.parametrize("field, value, text", [
@@ -244,3 +249,45 @@ def test_malformed_metadata_values(tiny_results, tmp_path: Path, field: str, val
     good = save_bundle(tmp_path / "b.safetensors", tiny_results["boost"].tensors, tiny_results["boost"].meta)
     with pytest.raises(BundleError, match=text):
         load_bundle(_rewrite(good, tmp_path / "bad.safetensors", meta_update={field: value}))
+
+
+def test_flipped_bits_are_caught(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """One flipped bit in the tensor data (valid float, right shape) fails the load with a checksum error."""
+    path = save_bundle(tmp_path / "b.safetensors", tiny_results["boost"].tensors, tiny_results["boost"].meta)
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x01  # inside the last tensor's data, a low mantissa bit
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="does not match its recorded checksum"):
+        load_bundle(path)
+
+
+@pytest.mark.parametrize("change, text", [
+    ({"channels": "2"}, "channels=2 is out of range"),
+    ({"image_size": "-16"}, "image_size=-16 is out of range"),
+    ({"std": "[0.2, 0.0, 0.3]"}, "std="),
+    ({"mean": "[0.5]"}, "mean=[0.5] is out of range (3 finite values"),
+    ({"views": '["identity", "rot45"]'}, "unknown view 'rot45'"),
+    ({"views": '["rot90", "identity"]'}, "views=['rot90', 'identity'] is out of range"),
+    ({"image_space": "linear"}, "image_space='linear'"),
+])
+def test_out_of_range_metadata(tiny_results, tmp_path: Path, change: dict[str, str], text: str) -> None:  # type: ignore[no-untyped-def]
+    """Values that decode but cannot be used are refused at load, so a bundle that loads can be expanded."""
+    good = save_bundle(tmp_path / "b.safetensors", tiny_results["boost"].tensors, tiny_results["boost"].meta)
+    with pytest.raises(BundleError, match=re.escape(text)):
+        load_bundle(_rewrite(good, tmp_path / "bad.safetensors", meta_update=change))
+
+
+@pytest.mark.parametrize("edit, text", [
+    (lambda t: t.update(image_coeffs=t["image_coeffs"].half()), "has dtype float16"),
+    (lambda t: t.update(repr_mean=t["repr_mean"] * 1e9), "beyond ±1e+06"),
+    (lambda t: t.update({"approx.rot90.0.bias": t["approx.rot90.0.bias"][:2]}), "approximation network for 'rot90'"),
+])
+def test_unusable_tensors(tiny_results, tmp_path: Path, edit, text: str) -> None:  # type: ignore[no-untyped-def]
+    """A half-precision tensor, values that would overflow when rebuilt, a network of inconsistent width: refused."""
+    good = save_bundle(tmp_path / "b.safetensors", tiny_results["boost"].tensors, tiny_results["boost"].meta)
+    tensors, meta = raw_file(good)
+    edit(tensors)
+    meta["checksum"] = bundle_mod.tensor_checksum(tensors)
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(BundleError, match=re.escape(text)):
+        load_bundle(tmp_path / "bad.safetensors")

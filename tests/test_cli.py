@@ -109,7 +109,7 @@ def test_inspect(in_pipeline: Path) -> None:
         torch.Size(t["shape"]).numel() for t in summary["tensors"].values())
     res = invoke("inspect", "b.safetensors", "--verify")
     ok(res)
-    assert res.stdout.count("✓") == 4 and "✗" not in res.stdout
+    assert res.stdout.count("✓") == 5 and "✗" not in res.stdout and "checksum" in res.stdout
 
 
 def test_expand(in_pipeline: Path, tmp_path: Path) -> None:

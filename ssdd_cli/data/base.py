@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import torch
@@ -47,3 +48,12 @@ class ImageDataset:
     def num_classes(self) -> int:
         """Number of classes."""
         return len(self.classes)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the training images' bytes and shape (computed once): the key of every cache
+        derived from this data, so two folders with the same name never share an entry."""
+        if "_fingerprint" not in self.__dict__:
+            h = hashlib.sha256(repr((tuple(self.train_images.shape), str(self.train_images.dtype))).encode())
+            h.update(self.train_images.contiguous().numpy().tobytes())
+            self.__dict__["_fingerprint"] = h.hexdigest()
+        return self.__dict__["_fingerprint"]
