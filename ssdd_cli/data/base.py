@@ -50,8 +50,10 @@ class ImageDataset:
         return len(self.classes)
 
     def fingerprint(self) -> str:
-        """SHA-256 of the training images' bytes and shape (computed once): the key of every cache
-        derived from this data, so two folders with the same name never share an entry."""
+        """SHA-256 of the training images' bytes and shape (computed once), the key of derived caches.
+
+        Two folders with the same name, or a folder edited in place, never share an entry.
+        """
         if "_fingerprint" not in self.__dict__:
             h = hashlib.sha256(repr((tuple(self.train_images.shape), str(self.train_images.dtype))).encode())
             h.update(self.train_images.contiguous().numpy().tobytes())
