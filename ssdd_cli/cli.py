@@ -10,6 +10,7 @@ have flags; every other field of a command's configuration is set with ``--set k
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,12 +19,47 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
+
+try:  # recent typer vendors click; older releases depend on it
+    from typer import _click as click  # noqa: I001
+except ImportError:  # pragma: no cover - depends on the installed typer
+    import click  # type: ignore[no-redef]
 
 from . import __version__
 from .errors import ConfigError, SsddError
 from .methods.registry import list_methods
 
+
+class _OneLineErrors(TyperGroup):
+    """Click's usage errors (a bad integer, a missing option) as one ``error:`` line and exit 2, like ssdd's own."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
+                                **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # `ssdd` alone, or a command without arguments: its help
+            code = exc.exit_code
+        except click.exceptions.UsageError as exc:
+            command = f" {exc.ctx.info_name}" if exc.ctx is not None and exc.ctx.parent is not None else ""
+            err.print(f"[bold red]error:[/] {exc.format_message()} (see `ssdd{command} --help`)", highlight=False,
+                      soft_wrap=True)
+            code = exc.exit_code
+        except click.exceptions.ClickException as exc:
+            err.print(f"[bold red]error:[/] {exc.format_message()}", highlight=False, soft_wrap=True)
+            code = exc.exit_code
+        except (typer.Abort, getattr(click.exceptions, "Abort", typer.Abort)):
+            err.print("[bold red]error:[/] aborted", highlight=False)
+            code = 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="ssdd",
     help="Self-supervised dataset distillation: compress an unlabeled image dataset into a tiny "
     "synthetic set (KRR-ST and Boost), then pretrain any architecture from it.",

@@ -16,7 +16,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
-from .errors import ConfigError
+from .errors import ConfigError, NumericalError
 from .reporting import NullReporter, ProgressReporter
 
 Params = Iterable[torch.nn.Parameter] | Iterable[dict[str, object]]
@@ -131,7 +131,6 @@ class FitResult:
     losses: list[float] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
-    stopped_early: bool = False
 
     @property
     def final_loss(self) -> float:
@@ -155,7 +154,7 @@ def fit(
     name: str = "train",
     log_every: int = 10,
     max_seconds: float | None = None,
-    start_step: int = 0,
+    hint: str = "lower the learning rate",
 ) -> FitResult:
     """Run ``num_steps`` optimisation steps.
 
@@ -174,20 +173,20 @@ def fit(
         name: progress-bar label.
         log_every: how often the loss is read back (a device sync) and recorded.
         max_seconds: stop early after this wall time (the run keeps what it learnt).
-        start_step: index of the first step (for resumed runs).
+        hint: what to try when the run diverges (ends the error message).
 
     Raises:
-        FloatingPointError: the loss became NaN or infinite.
+        NumericalError: the loss or a trained tensor became NaN or infinite (checked when the loss is read).
     """
     reporter = reporter or NullReporter()
     trained = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
     clip_params = list(params_to_clip) if params_to_clip is not None else trained
     result = FitResult()
-    reported = start_step
+    reported = 0
     t0 = time.perf_counter()
     reporter.start(name, num_steps)
     try:
-        for i in range(start_step, start_step + num_steps):
+        for i in range(num_steps):
             optimizer.zero_grad(set_to_none=True)
             out = step(i)
             loss, metrics = out if isinstance(out, tuple) else (out, {})
@@ -202,15 +201,16 @@ def fit(
             if after_step is not None:
                 after_step(i)
             result.steps += 1
-            if i == start_step or (i + 1) % log_every == 0 or i == start_step + num_steps - 1:
+            if i == 0 or (i + 1) % log_every == 0 or i == num_steps - 1:
                 value = float(loss.detach())
                 if not math.isfinite(value):
-                    raise FloatingPointError(f"{name}: loss became {value} at step {i + 1}")
+                    raise NumericalError(f"{name}: the loss became {value} at step {i + 1}; {hint}")
+                if not all(bool(torch.isfinite(p).all()) for p in trained):
+                    raise NumericalError(f"{name}: a trained tensor became NaN or infinite by step {i + 1}; {hint}")
                 result.losses.append(value)
                 reporter.advance(i + 1 - reported, loss=value, **metrics)
                 reported = i + 1
             if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
-                result.stopped_early = True
                 break
     finally:
         reporter.stop()

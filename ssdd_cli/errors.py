@@ -47,3 +47,9 @@ class OutputError(SsddError):
     """An output path that exists (without ``--overwrite``) or cannot be written."""
 
     exit_code = 7
+
+
+class NumericalError(SsddError):
+    """A run whose loss or parameters stopped being finite numbers."""
+
+    exit_code = 8

@@ -56,5 +56,6 @@ def pretrain(
         return mse(out, y[idx])
 
     model.train()
-    fit(step, opt, config.pretrain_epochs * batches.batches_per_pass, reporter=reporter, name="pretrain", log_every=50)
+    fit(step, opt, config.pretrain_epochs * batches.batches_per_pass, reporter=reporter, name="pretrain", log_every=50,
+        hint="lower the pretraining learning rate (--set pretrain_lr=0.01); check the bundle with `ssdd inspect --verify`")
     return model.eval()

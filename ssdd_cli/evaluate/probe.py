@@ -64,7 +64,8 @@ def linear_probe(
         idx = torch.randint(0, n, (bs,), generator=gen).to(device)
         return F.cross_entropy(head(xtr[idx]), ytr[idx])
 
-    fit(step, opt, num_steps, scheduler=sched, reporter=reporter, name="linear probe", log_every=100)
+    fit(step, opt, num_steps, scheduler=sched, reporter=reporter, name="linear probe", log_every=100,
+        hint="lower the probe learning rate (--set probe_lr=0.02)")
     with torch.no_grad():
         correct = 0
         for i in range(0, test_feats.shape[0], 4096):

@@ -200,4 +200,5 @@ def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, co
 
     max_s = config.max_minutes * 60 if config.max_minutes else None
     return fit(step, opt, num_steps, scheduler=sched, after_step=after, grad_clip=config.grad_clip,
-               reporter=reporter, name=f"distill {config.method}", log_every=10, max_seconds=max_s)
+               reporter=reporter, name=f"distill {config.method}", log_every=10, max_seconds=max_s,
+               hint="lower --lr, raise the ridge (--set ridge=1e-4), or check the teacher (its probe accuracy)")

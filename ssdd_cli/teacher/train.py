@@ -90,7 +90,7 @@ def train_teacher(
     t0 = time.perf_counter()
     max_s = config.max_minutes * 60 if config.max_minutes else None
     result = fit(step, opt, config.num_steps, scheduler=sched, reporter=reporter, name="barlow twins",
-                 max_seconds=max_s, log_every=10)
+                 max_seconds=max_s, log_every=10, hint="lower --lr (or try --preset cpu's AdamW recipe)")
     encoder.eval().to(memory_format=torch.contiguous_format)
     meta = {"dataset": dataset_name, "config": asdict(config), "steps_done": result.steps,
             "train_seconds": round(time.perf_counter() - t0, 1), "final_loss": result.final_loss,
