@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +30,7 @@ from typing import Any
 import torch
 
 from .bundle import Bundle, BundleMeta, load_bundle, load_tensors, save_bundle, save_tensors, tensor_checksum
+from .checkpoint import Checkpointing, checkpoint_path
 from .config import (
     DistillConfig,
     EvalConfig,
@@ -42,10 +44,10 @@ from .config import (
 from .data import ImageDataset, load_dataset
 from .data.registry import DEFAULT_IMAGE_SIZE, REFERENCE_STATS
 from .device import resolve_device
-from .errors import BundleError, ConfigError
+from .errors import BundleError, ConfigError, OutputError
 from .evaluate import EvalReport, EvalRow, evaluate, evaluate_pairs, linear_probe, random_pairs, teacher_probe_accuracy
 from .expand import expand_pairs, write_expanded
-from .methods.distill import DistillResult, check_teacher, plan_distillation
+from .methods.distill import DistillResult, check_teacher, plan_distillation, run_identity
 from .methods.distill import distill as _distill_loop
 from .methods.registry import get_method, list_methods
 from .models import check_model_name
@@ -139,10 +141,11 @@ def teacher_representations(teacher: Teacher, dataset: ImageDataset, *, cache: s
 
 
 def make_teacher(dataset: ImageDataset, config: TeacherConfig, *, device: torch.device,
-                 probe: EvalConfig | None = None, reporter: ProgressReporter | None = None) -> Teacher:
+                 probe: EvalConfig | None = None, reporter: ProgressReporter | None = None,
+                 checkpointing: Checkpointing | None = None) -> Teacher:
     """Train a Barlow Twins teacher on ``dataset``; with ``probe``, record its linear-probe accuracy on it."""
     teacher, _ = train_teacher(dataset.train_images, mean=dataset.mean, std=dataset.std, config=config,
-                               device=device, dataset_name=dataset.name, reporter=reporter)
+                               device=device, dataset_name=dataset.name, reporter=reporter, checkpointing=checkpointing)
     if probe is not None:
         teacher.to(device)
         acc = teacher_probe_accuracy(teacher, dataset, probe, device=device, reporter=reporter)
@@ -160,8 +163,13 @@ class TeacherRun:
 
 def teacher_to_file(dataset: str, *, output: str | Path | None = None, data: DataOptions = DataOptions(),
                     preset: str = "paper", settings: Mapping[str, Any] | None = None, probe: bool = True,
-                    overwrite: bool = False, device: str = "auto", reporter: ProgressReporter | None = None) -> TeacherRun:
-    """``ssdd teacher DATASET``: train a teacher and write it to ``output`` (default: the cache, for ``distill``)."""
+                    overwrite: bool = False, device: str = "auto", reporter: ProgressReporter | None = None,
+                    checkpoint_every: int = 500, resume: bool = False) -> TeacherRun:
+    """``ssdd teacher DATASET``: train a teacher and write it to ``output`` (default: the cache, for ``distill``).
+
+    The run checkpoints beside the output every ``checkpoint_every`` steps and on SIGINT/SIGTERM;
+    ``resume`` continues from that checkpoint (bit-identically on the same device).
+    """
     reporter = reporter or NullReporter()
     config = teacher_config(preset, **(settings or {}))
     check_model_name(config.arch)
@@ -175,9 +183,31 @@ def teacher_to_file(dataset: str, *, output: str | Path | None = None, data: Dat
     if dev.type == "cpu" and preset == "paper" and "num_steps" not in (settings or {}) and not config.max_minutes:
         reporter.note("note: the paper preset trains a ResNet-18 for 1000 epochs, which takes weeks on a CPU; "
                       "--preset cpu (docs/cpu-preset.md), --steps or --minutes make it practical")
-    teacher = make_teacher(ds, config, device=dev, probe=eval_config(preset) if probe else None, reporter=reporter)
+    ckpt = _checkpointing(target, run_identity("teacher", config, ds), checkpoint_every, resume, overwrite)
+    teacher = make_teacher(ds, config, device=dev, probe=eval_config(preset) if probe else None, reporter=reporter,
+                           checkpointing=ckpt)
     save_teacher(teacher, target, overwrite=overwrite)
+    ckpt.remove()
     return TeacherRun(teacher, target)
+
+
+def _checkpointing(output: str | Path, identity: dict[str, Any], every: int, resume: bool,
+                   overwrite: bool) -> Checkpointing:
+    """The checkpoint beside ``output``; an earlier run's checkpoint is kept unless resumed or ``overwrite``.
+
+    Raises:
+        OutputError: a checkpoint of an interrupted run exists and neither ``resume`` nor ``overwrite`` is given.
+        ConfigError: ``resume`` without a checkpoint.
+    """
+    path = checkpoint_path(output)
+    if resume and not path.exists():
+        raise ConfigError(f"--resume: no checkpoint at {path}; run without --resume to start afresh")
+    if not resume and os.path.lexists(path):
+        if not overwrite:
+            raise OutputError(f"{path} holds the checkpoint of an interrupted run; pass --resume to continue it "
+                              "or --overwrite to start afresh")
+        check_output(path, overwrite=True)  # a regular file only
+    return Checkpointing(path, every, identity, resume)
 
 
 def import_teacher_to_file(checkpoint: str | Path, output: str | Path, *, dataset: str | None = None,
@@ -208,13 +238,14 @@ def import_teacher_to_file(checkpoint: str | Path, output: str | Path, *, datase
 
 def distill(dataset: ImageDataset, teacher: Teacher, config: DistillConfig, *, device: torch.device,
             cache: str | Path | None = None, plan: SizePlan | None = None,
-            reporter: ProgressReporter | None = None) -> DistillResult:
+            reporter: ProgressReporter | None = None, checkpointing: Checkpointing | None = None) -> DistillResult:
     """Distil ``dataset`` against ``teacher`` (moved to ``device``), with cached teacher representations where needed."""
     teacher.to(device)
     reprs = None
     if get_method(config.method).needs_train_reprs:
         reprs = teacher_representations(teacher, dataset, cache=cache, reporter=reporter)
-    return _distill_loop(dataset, teacher, config, device=device, train_reprs=reprs, plan=plan, reporter=reporter)
+    return _distill_loop(dataset, teacher, config, device=device, train_reprs=reprs, plan=plan, reporter=reporter,
+                         checkpointing=checkpointing)
 
 
 def save_distilled(result: DistillResult, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -235,11 +266,15 @@ def distill_to_file(
     device: str = "auto",
     reporter: ProgressReporter | None = None,
     on_plan: Callable[[SizePlan, DistillConfig], None] | None = None,
+    checkpoint_every: int = 500,
+    resume: bool = False,
 ) -> DistillResult:
     """``ssdd distill``: validate everything, load the data and the teacher, plan, distil, write the bundle.
 
     The configuration (``settings`` over the preset), the output path and the architecture are checked
-    before any data loads; the storage plan goes to ``on_plan`` before any work.
+    before any data loads; the storage plan goes to ``on_plan`` before any work. The outer loop
+    checkpoints beside the output every ``checkpoint_every`` steps and on SIGINT/SIGTERM; ``resume``
+    continues from that checkpoint (bit-identically on the same device).
     """
     reporter = reporter or NullReporter()
     settings = dict(settings or {})
@@ -247,6 +282,8 @@ def distill_to_file(
     config = distill_config(method, preset, data.expected_image_size(dataset), **settings)
     check_output(output, overwrite)
     check_model_name(config.pool_arch)
+    if resume and not checkpoint_path(output).exists():
+        raise ConfigError(f"--resume: no checkpoint at {checkpoint_path(output)}; run without --resume to start afresh")
     dev = resolve_device(device)
     ds = data.load(dataset, reporter=reporter)
     if ds.image_size != data.expected_image_size(dataset):  # a folder at its own size: size-dependent presets
@@ -262,8 +299,10 @@ def distill_to_file(
     if dev.type == "cpu" and preset == "paper" and entry.trains and "num_steps" not in settings and not config.max_minutes:
         reporter.note(f"note: the paper preset runs {config.num_steps:,} outer steps, which takes days on a CPU; "
                       "--preset cpu (docs/cpu-preset.md), --steps or --minutes make it practical")
-    result = distill(ds, t, config, device=dev, cache=data.cache_dir, plan=plan, reporter=reporter)
+    ckpt = _checkpointing(output, run_identity("distill", config, ds, t), checkpoint_every, resume, overwrite)
+    result = distill(ds, t, config, device=dev, cache=data.cache_dir, plan=plan, reporter=reporter, checkpointing=ckpt)
     save_distilled(result, output, overwrite=overwrite)
+    ckpt.remove()
     return result
 
 

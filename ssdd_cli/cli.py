@@ -93,6 +93,8 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for ssdd errors too.")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Allow torchvision to download CIFAR into --data-root (needs internet).")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint (<output>.ckpt).")]
+CheckpointOpt = Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints (0: only when interrupted).")]
 AmpOpt = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast (default with --preset cpu: where the CPU has AMX/AVX512-BF16, or CUDA).")]
 
 
@@ -113,7 +115,7 @@ def _session(quiet: bool = False, verbose: bool = False, debug: bool = False) ->
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         reporter.stop()
-        err.print("[yellow]interrupted[/]; no output was written")
+        err.print("[bold red]error:[/] interrupted; no output was written", highlight=False)
         raise typer.Exit(130) from None
 
 
@@ -164,6 +166,8 @@ def teacher(
     amp: AmpOpt = None,
     stem_padding: Annotated[int, typer.Option("--stem-padding", help="ResNet stem padding of an imported checkpoint.")] = 2,
     probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Linear-probe the teacher on the dataset and record it.")] = True,
+    resume: ResumeOpt = False,
+    checkpoint_every: CheckpointOpt = 500,
     preset: PresetOpt = "paper",
     config_file: ConfigOpt = None,
     assignments: SetOpt = None,
@@ -197,7 +201,8 @@ def teacher(
         settings = _settings("teacher", config_file, assignments, arch=arch, num_steps=steps, max_minutes=minutes,
                              batch_size=batch_size, lr=lr, amp=amp, seed=seed)
         run = api.teacher_to_file(dataset, output=output, data=data, preset=preset, settings=settings, probe=probe,
-                                  overwrite=overwrite, device=device, reporter=rep)
+                                  overwrite=overwrite, device=device, reporter=rep, checkpoint_every=checkpoint_every,
+                                  resume=resume)
         _render_teacher(run)
 
 
@@ -233,6 +238,8 @@ def distill(
     image_rank: Annotated[Optional[int], typer.Option("--image-rank", "-U", help="Image bases U.")] = None,
     repr_rank: Annotated[Optional[int], typer.Option("--repr-rank", "-V", help="Representation bases V.")] = None,
     amp: AmpOpt = None,
+    resume: ResumeOpt = False,
+    checkpoint_every: CheckpointOpt = 500,
     preset: PresetOpt = "paper",
     config_file: ConfigOpt = None,
     assignments: SetOpt = None,
@@ -259,7 +266,8 @@ def distill(
                              num_images=num_images, image_rank=image_rank, repr_rank=repr_rank, amp=amp, seed=seed)
         result = api.distill_to_file(dataset, output, method=method, preset=preset, settings=settings, teacher=teacher,
                                      data=_data(data_root, cache_dir, image_size, classes, download),
-                                     overwrite=overwrite, device=device, reporter=rep, on_plan=_print_plan)
+                                     overwrite=overwrite, device=device, reporter=rep, on_plan=_print_plan,
+                                     checkpoint_every=checkpoint_every, resume=resume)
         _render_distill(result, output, json_out)
 
 

@@ -7,6 +7,7 @@ that returns the loss of one step; nothing here is specific to any method.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -16,7 +17,8 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
-from .errors import ConfigError, NumericalError
+from .checkpoint import StopRequest, stop_on_signals
+from .errors import ConfigError, Interrupted, NumericalError
 from .reporting import NullReporter, ProgressReporter
 
 Params = Iterable[torch.nn.Parameter] | Iterable[dict[str, object]]
@@ -155,6 +157,9 @@ def fit(
     log_every: int = 10,
     max_seconds: float | None = None,
     hint: str = "lower the learning rate",
+    start: FitResult | None = None,
+    checkpoint: Callable[[FitResult], None] | None = None,
+    checkpoint_every: int = 0,
 ) -> FitResult:
     """Run ``num_steps`` optimisation steps.
 
@@ -174,19 +179,40 @@ def fit(
         log_every: how often the loss is read back (a device sync) and recorded.
         max_seconds: stop early after this wall time (the run keeps what it learnt).
         hint: what to try when the run diverges (ends the error message).
+        start: the progress of an interrupted run to continue (steps done, losses so far); the
+            caller has restored every other state.
+        checkpoint: saves the caller's state; called every ``checkpoint_every`` steps and, after
+            the step in progress, when SIGINT or SIGTERM arrives (the run then stops with
+            :class:`~ssdd_cli.errors.Interrupted`).
+        checkpoint_every: steps between checkpoints (0: only on a signal).
 
     Raises:
         NumericalError: the loss or a trained tensor became NaN or infinite (checked when the loss is read).
+        Interrupted: a signal arrived while checkpointing was on; the checkpoint is saved.
     """
+    with stop_on_signals() if checkpoint is not None else contextlib.nullcontext(None) as stop:
+        return _fit(step, optimizer, num_steps, scheduler=scheduler, after_step=after_step, grad_clip=grad_clip,
+                    params_to_clip=params_to_clip, reporter=reporter, name=name, log_every=log_every,
+                    max_seconds=max_seconds, hint=hint, start=start, checkpoint=checkpoint,
+                    checkpoint_every=checkpoint_every, stop=stop)
+
+
+def _fit(step: StepFn, optimizer: Optimizer, num_steps: int, *, scheduler: LRScheduler | None,
+         after_step: Callable[[int], None] | None, grad_clip: float, params_to_clip: Iterable[torch.Tensor] | None,
+         reporter: ProgressReporter | None, name: str, log_every: int, max_seconds: float | None, hint: str,
+         start: FitResult | None, checkpoint: Callable[[FitResult], None] | None, checkpoint_every: int,
+         stop: StopRequest | None) -> FitResult:
     reporter = reporter or NullReporter()
     trained = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
     clip_params = list(params_to_clip) if params_to_clip is not None else trained
-    result = FitResult()
-    reported = 0
+    result = FitResult(list(start.losses), start.steps) if start is not None else FitResult()
+    reported = result.steps
     t0 = time.perf_counter()
     reporter.start(name, num_steps)
+    if reported:
+        reporter.advance(reported)
     try:
-        for i in range(num_steps):
+        for i in range(result.steps, num_steps):
             optimizer.zero_grad(set_to_none=True)
             out = step(i)
             loss, metrics = out if isinstance(out, tuple) else (out, {})
@@ -210,6 +236,12 @@ def fit(
                 result.losses.append(value)
                 reporter.advance(i + 1 - reported, loss=value, **metrics)
                 reported = i + 1
+            if checkpoint is not None and ((checkpoint_every and (i + 1) % checkpoint_every == 0 and i + 1 < num_steps)
+                                           or stop):
+                checkpoint(result)
+                if stop:
+                    raise Interrupted(f"{name}: interrupted after step {i + 1} of {num_steps}; the state is saved, "
+                                      "so the same command with --resume continues from there")
             if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
                 break
     finally:

@@ -53,3 +53,9 @@ class NumericalError(SsddError):
     """A run whose loss or parameters stopped being finite numbers."""
 
     exit_code = 8
+
+
+class Interrupted(SsddError):
+    """A run stopped by SIGINT/SIGTERM after saving its checkpoint (resume with ``--resume``)."""
+
+    exit_code = 130

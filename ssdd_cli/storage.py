@@ -193,7 +193,7 @@ def auto_size(
         raise ConfigError(f"--budget must be a positive number of image-equivalents, got {budget}")
     side = basis_size or max(image_size // 2, 1)
     if side > image_size:
-        raise ConfigError(f"--basis-size {side} exceeds the image size {image_size}")
+        raise ConfigError(f"basis_size {side} exceeds the image size {image_size}")
     p = channels * side * side
     u = image_rank if image_rank is not None else min(2 * budget, p)
     v = repr_rank if repr_rank is not None else min(2 * budget, repr_dim)
@@ -228,7 +228,7 @@ def auto_size(
     if not fixed.fits(budget):
         raise ConfigError(
             f"the bases alone cost {fixed.cost:.2f} image-eq. > --budget {budget}: {fixed.describe()}; "
-            "lower --image-rank/--repr-rank or --basis-size"
+            "lower --image-rank/--repr-rank or --set basis_size=..."
         )
     per_image = report(1).total_floats - fixed.total_floats
     room = budget * fixed.image_numel - fixed.total_floats

@@ -14,13 +14,13 @@ from ssdd_cli.bundle import load_bundle
 from ssdd_cli.errors import ConfigError
 from ssdd_cli.expand import expand_pairs
 from ssdd_cli.methods.distill import plan_distillation
-from ssdd_cli.methods.registry import get_method, list_methods
+from ssdd_cli.methods.registry import _ENTRIES, get_method, list_methods
 
 CPU = torch.device("cpu")
 PACKAGE = Path(__file__).resolve().parents[1] / "ssdd_cli"
 #: the registry and the entries themselves: the only modules allowed to compare method names
-REGISTRY_MODULES = {"methods/registry.py", "methods/base.py"} | {f"methods/{m}.py" for m in ("krr_st", "boost",
-                                                                                               "random_subset")}
+REGISTRY_MODULES = {"methods/registry.py", "methods/base.py"} | {
+    module.removeprefix("ssdd_cli.").replace(".", "/") + ".py" for module in _ENTRIES.values()}
 
 
 @pytest.mark.parametrize("name", list_methods())

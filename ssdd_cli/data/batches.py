@@ -44,3 +44,12 @@ class ShuffledBatches:
                 usable = self.n - self.n % self.batch_size if self.drop_last else self.n
                 self._queue = list(perm[:usable].split(self.batch_size))
         return self._queue.pop(0).to(self.device)
+
+    def state(self) -> tuple[torch.Tensor, list[int]]:
+        """The batches left in the current pass (concatenated) and their sizes, for a checkpoint."""
+        queue = [b.cpu() for b in self._queue]
+        return (torch.cat(queue) if queue else torch.empty(0, dtype=torch.long)), [len(b) for b in queue]
+
+    def restore(self, remaining: torch.Tensor, sizes: list[int]) -> None:
+        """Continue the pass that :meth:`state` recorded (the generator's state is restored by the caller)."""
+        self._queue = list(remaining.split(sizes)) if sizes else []

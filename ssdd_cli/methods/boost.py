@@ -33,7 +33,7 @@ class Boost(DistillMethod):
     def validate(self, config: DistillConfig) -> None:
         """Refuse the KRR-ST-only raw-space quirk."""
         if config.raw_space:
-            raise ConfigError("--krrst-raw-space reproduces a KRR-ST quirk; it applies to --method krr-st only")
+            raise ConfigError("raw_space reproduces a KRR-ST quirk (Q2); it applies to --method krr-st only")
 
     def plan(self, config: DistillConfig, *, channels: int, image_size: int, repr_dim: int) -> SizePlan:
         """``m, U, V`` from the budget by the §6.6 rule (explicit sizes kept, over-budget refused)."""

@@ -11,16 +11,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from .. import augment
 from ..bundle import BundleMeta, TeacherRef
+from ..checkpoint import Checkpointing, State
 from ..config import DistillConfig, to_dict
 from ..data.base import ImageDataset
 from ..data.batches import ShuffledBatches
 from ..device import autocast, eval_mode
-from ..engine import fit, make_optimizer, make_schedule
+from ..engine import FitResult, fit, make_optimizer, make_schedule
 from ..errors import ConfigError
 from ..losses import mse
 from ..reporting import NullReporter, ProgressReporter
@@ -82,6 +84,20 @@ class RealBatches:
         x = augment.crop_flip(augment.to_float(self.images[self.order.next()]), self.aug_gen)
         return augment.normalize(x, self.mean, self.std)
 
+    def save_state(self, state: State) -> None:
+        """Generators and the batches left in the current pass."""
+        remaining, sizes = self.order.state()
+        state.tensors["real.remaining"] = remaining
+        state.values["real"] = {"sizes": sizes}
+        state.put_generator("real-order", self.order.generator)
+        state.put_generator("real-augment", self.aug_gen)
+
+    def load_state(self, state: State) -> None:
+        """Continue exactly where :meth:`save_state` was taken."""
+        self.order.restore(state.tensors["real.remaining"], state.values["real"]["sizes"])
+        state.get_generator("real-order", self.order.generator)
+        state.get_generator("real-augment", self.aug_gen)
+
 
 def distill(
     dataset: ImageDataset,
@@ -92,6 +108,7 @@ def distill(
     train_reprs: torch.Tensor | None = None,
     plan: SizePlan | None = None,
     reporter: ProgressReporter | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> DistillResult:
     """Distil ``dataset`` with ``config.method`` against ``teacher`` (already on ``device``).
 
@@ -106,14 +123,17 @@ def distill(
         train_reprs: teacher representations of every training image (for entries that need them).
         plan: the storage plan from :func:`plan_distillation` (computed here when not given).
         reporter: progress sink.
+        checkpointing: where to checkpoint the outer loop and whether to resume from it.
 
     Raises:
-        ConfigError: a configuration over budget or inconsistent with the data.
+        ConfigError: a configuration over budget or inconsistent with the data, or a checkpoint of another run.
+        Interrupted: SIGINT/SIGTERM arrived; the checkpoint is saved.
     """
     reporter = reporter or NullReporter()
     method = get_method(config.method)
     t0 = time.perf_counter()
     check_teacher(teacher, dataset)
+    resume = checkpointing.load() if checkpointing is not None else None
     plan = plan or plan_distillation(config, dataset, teacher.repr_dim)
     log.debug("planned storage: %s (cost %.2f ≤ budget %d)", plan.report.describe(), plan.report.cost, config.budget)
     ctx = InitContext(dataset, teacher, config, plan, device, train_reprs, reporter)
@@ -125,7 +145,8 @@ def distill(
         xs0, ys0 = synth.support()
 
     steps = config.num_steps if method.trains else 0
-    result = _outer_loop(synth, dataset, teacher, config, steps, xs0, ys0, device, reporter) if steps > 0 else None
+    result = (_outer_loop(synth, dataset, teacher, config, steps, xs0, ys0, device, reporter, checkpointing, resume)
+              if steps > 0 else None)
     with torch.no_grad():
         xs1, ys1 = synth.support()
         # How far the outer loop moved the support set from its initialisation (relative Frobenius norm):
@@ -158,8 +179,15 @@ def distill(
     return DistillResult(synth, tensors, meta, losses, seconds)
 
 
+def run_identity(kind: str, config: Any, dataset: ImageDataset, teacher: Teacher | None = None) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: the settings (less the time limit), the data and the teacher."""
+    return {"kind": kind, "config": {k: v for k, v in to_dict(config).items() if k != "max_minutes"},
+            "data": dataset.fingerprint(), "teacher": teacher.sha256 if teacher is not None else None}
+
+
 def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, config: DistillConfig, num_steps: int,
-                xs0: torch.Tensor, ys0: torch.Tensor, device: torch.device, reporter: ProgressReporter):  # type: ignore[no-untyped-def]
+                xs0: torch.Tensor, ys0: torch.Tensor, device: torch.device, reporter: ProgressReporter,
+                checkpointing: Checkpointing | None, resume: State | None):  # type: ignore[no-untyped-def]
     """The KRR outer loop over a model pool (shared by every method that trains)."""
     pool = ModelPool(
         arch=config.pool_arch, image_size=dataset.image_size, out_dim=teacher.repr_dim, size=config.pool_size,
@@ -167,7 +195,6 @@ def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, co
         weight_decay=config.pool_weight_decay, reset_bug=config.pool_reset_bug, seed=config.seed,
         device=device, amp=config.amp,
     )
-    pool.warm_up(xs0, ys0, reporter)
     image_params = [p for n, p in synth.named_parameters() if p.requires_grad and n.startswith("image")]
     target_params = [p for n, p in synth.named_parameters() if p.requires_grad and not n.startswith("image")]
     groups = [{"params": image_params, "lr": config.lr},
@@ -177,6 +204,27 @@ def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, co
     real = RealBatches(dataset.train_images, config.batch_size, dataset.mean, dataset.std, config.seed, device)
     support_views = synth.views if config.aug_in_krr else ("identity",)
     current = {"model": 0}
+    start = None
+    if resume is not None:
+        resume.get_module("synth", synth)
+        pool.load_state(resume)
+        resume.get_optimizer("outer", opt)
+        resume.get_scheduler("outer", sched)
+        real.load_state(resume)
+        start = FitResult(list(resume.values["fit"]["losses"]), int(resume.values["fit"]["steps"]))
+        reporter.note(f"resuming from {checkpointing.path} at step {start.steps:,}")  # type: ignore[union-attr]
+    else:
+        pool.warm_up(xs0, ys0, reporter)
+
+    def save(progress: FitResult) -> None:
+        state = State()
+        state.put_module("synth", synth)
+        pool.save_state(state)
+        state.put_optimizer("outer", opt)
+        state.put_scheduler("outer", sched)
+        real.save_state(state)
+        state.values["fit"] = {"steps": progress.steps, "losses": progress.losses}
+        checkpointing.save(state)  # type: ignore[union-attr]
 
     def step(_: int) -> torch.Tensor:
         xs, ys = synth.support(support_views)
@@ -201,4 +249,6 @@ def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, co
     max_s = config.max_minutes * 60 if config.max_minutes else None
     return fit(step, opt, num_steps, scheduler=sched, after_step=after, grad_clip=config.grad_clip,
                reporter=reporter, name=f"distill {config.method}", log_every=10, max_seconds=max_s,
-               hint="lower --lr, raise the ridge (--set ridge=1e-4), or check the teacher (its probe accuracy)")
+               hint="lower --lr, raise the ridge (--set ridge=1e-4), or check the teacher (its probe accuracy)",
+               start=start, checkpoint=save if checkpointing is not None else None,
+               checkpoint_every=checkpointing.every if checkpointing is not None else 0)

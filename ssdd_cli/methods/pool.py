@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checkpoint import State
 from ..device import autocast
 from ..engine import fit, make_optimizer
 from ..losses import mse
@@ -98,3 +99,20 @@ class ModelPool:
             return
         self._train(i, images, targets, 1)
         self.counters[i] += 1
+
+    def save_state(self, state: State, prefix: str = "pool") -> None:
+        """Every model, optimizer and counter, and the sampling generator, into a checkpoint."""
+        for i, (model, opt) in enumerate(zip(self.models, self.optimizers, strict=True)):
+            state.put_module(f"{prefix}.{i}.model", model)
+            state.put_optimizer(f"{prefix}.{i}.opt", opt)
+        state.put_generator(prefix, self._gen)
+        state.values[prefix] = {"counters": list(self.counters), "inits": self._inits}
+
+    def load_state(self, state: State, prefix: str = "pool") -> None:
+        """Restore what :meth:`save_state` stored (instead of :meth:`warm_up`)."""
+        for i, (model, opt) in enumerate(zip(self.models, self.optimizers, strict=True)):
+            state.get_module(f"{prefix}.{i}.model", model)
+            state.get_optimizer(f"{prefix}.{i}.opt", opt)
+        state.get_generator(prefix, self._gen)
+        self.counters = list(state.values[prefix]["counters"])
+        self._inits = int(state.values[prefix]["inits"])

@@ -30,7 +30,7 @@ class RandomSubset(PixelMethod):
         """Pixels only, nothing learnt, nothing transformed."""
         super().validate(config)
         if config.raw_space:
-            raise ConfigError("--krrst-raw-space reproduces a KRR-ST quirk; it applies to --method krr-st only")
+            raise ConfigError("raw_space reproduces a KRR-ST quirk (Q2); it applies to --method krr-st only")
 
     def initialise(self, ctx: InitContext) -> tuple[SyntheticSet, dict[str, float]]:
         """``N`` random training images (stream ``random-subset``) and their teacher targets."""

@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from .. import augment
+from ..checkpoint import Checkpointing, State
 from ..config import TeacherConfig
 from ..data.batches import ShuffledBatches
 from ..device import autocast
-from ..engine import fit, make_optimizer, make_schedule
+from ..engine import FitResult, fit, make_optimizer, make_schedule
 from ..errors import ConfigError
 from ..losses import barlow_twins_loss
 from ..models import create_model
@@ -41,6 +42,7 @@ def train_teacher(
     device: torch.device,
     dataset_name: str = "",
     reporter: ProgressReporter | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> tuple[Teacher, list[float]]:
     """Train a Barlow Twins encoder on uint8 images ``(n, C, H, W)``.
 
@@ -49,6 +51,9 @@ def train_teacher(
 
     Returns:
         The frozen teacher and the loss history.
+
+    Raises:
+        Interrupted: SIGINT/SIGTERM arrived while checkpointing; the checkpoint is saved.
     """
     image_size = int(train_images.shape[-1])
     if train_images.shape[0] < config.batch_size:
@@ -87,10 +92,40 @@ def train_teacher(
             zb = projector(encoder.represent(both[x.shape[0]:]))
         return barlow_twins_loss(za, zb, config.lambd, config.scale_loss)
 
+    start = None
+    resume = checkpointing.load() if checkpointing is not None else None
+    if resume is not None:
+        resume.get_module("encoder", encoder)
+        resume.get_module("projector", projector)
+        resume.get_optimizer("opt", opt)
+        resume.get_scheduler("teacher", sched)
+        resume.get_generator("teacher-augment", gen)
+        resume.get_generator("teacher-order", batches.generator)
+        batches.restore(resume.tensors["order.remaining"], resume.values["order"]["sizes"])
+        start = FitResult(list(resume.values["fit"]["losses"]), int(resume.values["fit"]["steps"]))
+        if reporter is not None:
+            reporter.note(f"resuming from {checkpointing.path} at step {start.steps:,}")  # type: ignore[union-attr]
+
+    def save(progress: FitResult) -> None:
+        state = State()
+        state.put_module("encoder", encoder)
+        state.put_module("projector", projector)
+        state.put_optimizer("opt", opt)
+        state.put_scheduler("teacher", sched)
+        state.put_generator("teacher-augment", gen)
+        state.put_generator("teacher-order", batches.generator)
+        remaining, sizes = batches.state()
+        state.tensors["order.remaining"] = remaining
+        state.values["order"] = {"sizes": sizes}
+        state.values["fit"] = {"steps": progress.steps, "losses": progress.losses}
+        checkpointing.save(state)  # type: ignore[union-attr]
+
     t0 = time.perf_counter()
     max_s = config.max_minutes * 60 if config.max_minutes else None
     result = fit(step, opt, config.num_steps, scheduler=sched, reporter=reporter, name="barlow twins",
-                 max_seconds=max_s, log_every=10, hint="lower --lr (or try --preset cpu's AdamW recipe)")
+                 max_seconds=max_s, log_every=10, hint="lower --lr (or try --preset cpu's AdamW recipe)",
+                 start=start, checkpoint=save if checkpointing is not None else None,
+                 checkpoint_every=checkpointing.every if checkpointing is not None else 0)
     encoder.eval().to(memory_format=torch.contiguous_format)
     meta = {"dataset": dataset_name, "config": asdict(config), "steps_done": result.steps,
             "train_seconds": round(time.perf_counter() - t0, 1), "final_loss": result.final_loss,
