@@ -18,6 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -44,11 +45,11 @@ class _OneLineErrors(TyperGroup):
             code = exc.exit_code
         except click.exceptions.UsageError as exc:
             command = f" {exc.ctx.info_name}" if exc.ctx is not None and exc.ctx.parent is not None else ""
-            err.print(f"[bold red]error:[/] {exc.format_message()} (see `ssdd{command} --help`)", highlight=False,
+            err.print(f"[bold red]error:[/] {escape(exc.format_message())} (see `ssdd{command} --help`)", highlight=False,
                       soft_wrap=True)
             code = exc.exit_code
         except click.exceptions.ClickException as exc:
-            err.print(f"[bold red]error:[/] {exc.format_message()}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(exc.format_message())}", highlight=False, soft_wrap=True)
             code = exc.exit_code
         except (typer.Abort, getattr(click.exceptions, "Abort", typer.Abort)):
             err.print("[bold red]error:[/] aborted", highlight=False)
@@ -111,7 +112,7 @@ def _session(quiet: bool = False, verbose: bool = False, debug: bool = False) ->
         reporter.stop()
         if debug:
             raise
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         reporter.stop()
@@ -430,7 +431,7 @@ def evaluate(
         report = api.evaluate_bundle(request, config, device=device, reporter=rep)
         _render_report(report, config)
         if json_path is not None:
-            err.print(f"wrote {json_path}")
+            err.print(f"wrote {json_path}", markup=False)
 
 
 def _render_report(report: Any, config: Any) -> None:

@@ -348,7 +348,8 @@ def load_config_file(path: str | Path, section: str) -> dict[str, Any]:
     if tables and tables <= set(_COMMAND.values()):
         return dict(data.get(section, {}))
     if tables:
-        raise ConfigError(f"{path}: unexpected table(s) {sorted(tables)}; use [teacher], [distill] or [evaluate]")
+        unknown = sorted(tables - set(_COMMAND.values()))
+        raise ConfigError(f"{path}: unexpected table(s) {unknown}; use [teacher], [distill] or [evaluate]")
     return dict(data)
 
 

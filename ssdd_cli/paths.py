@@ -28,6 +28,7 @@ from .errors import OutputError
 TMP_SUFFIX = ".ssdd-tmp"
 MANIFEST = "manifest.json"
 MANIFEST_TAG = "ssdd expand"  # manifest["written_by"]: the folder is ssdd's own
+MAX_NAME_BYTES = 200  # 255 on common file systems, less the temporary's ".<pid>.<random>.ssdd-tmp"
 _STALE_S = 24 * 3600.0  # a temporary this old is swept even if its pid was reused
 
 
@@ -65,6 +66,9 @@ def check_output(path: str | Path, overwrite: bool, *, kind: str = "file", prote
             replaces, or its folder cannot be written.
     """
     path = Path(path)
+    if len(path.name.encode()) > MAX_NAME_BYTES:
+        raise OutputError(f"the file name {path.name[:24]}… is {len(path.name.encode())} bytes long; file systems "
+                          f"allow 255 and ssdd's temporary beside it needs room, so keep it under {MAX_NAME_BYTES}")
     if os.path.lexists(path):
         if not overwrite:
             raise OutputError(f"{path} already exists; pass --overwrite to replace it or choose another path")

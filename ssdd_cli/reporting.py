@@ -116,7 +116,7 @@ class RichReporter:
             self._progress = None
 
     def note(self, message: str) -> None:  # noqa: D102
-        self.console.print(message, highlight=False, soft_wrap=True)
+        self.console.print(message, highlight=False, soft_wrap=True, markup=False)
 
 
 def setup_logging(verbosity: int, console: Any | None = None) -> None:
