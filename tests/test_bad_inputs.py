@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from clihelp import fails, invoke
 from safetensors import safe_open
 from safetensors.torch import save_file
-from typer.testing import CliRunner
-
-from ssdd_cli.cli import app
 
 TINY = ["--preset", "cpu", "--image-size", "16", "--device", "cpu", "--set", "pool_arch=convnet2_xs",
         "--set", "pool_size=2", "--set", "pool_online_steps=2", "--batch-size", "16", "--steps", "2"]
@@ -244,14 +242,7 @@ def test_bad_input(args: list[str], code: int, text: str, base: Path, tmp_path: 
     dev_null = os.stat("/dev/null")
     monkeypatch.chdir(work)
     before = _snapshot(work)
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == code, f"exit {res.exit_code}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}\n{res.exception!r}"
-    assert isinstance(res.exception, SystemExit), repr(res.exception)
-    lines = res.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], res.stderr
-    assert text in errors[0], errors[0]
-    assert "Traceback" not in res.output
+    fails(invoke(*args), code, text)
     assert _snapshot(work) == before  # nothing left behind, nothing changed
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and os.stat("/dev/null").st_rdev == dev_null.st_rdev
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from clihelp import fails, invoke, ok
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 from ssdd_cli.bundle import load_bundle
 from ssdd_cli.cli import app
@@ -19,27 +19,6 @@ TINY_TEACHER = ["--preset", "cpu", "--arch", "convnet2_xs", "--steps", "2", "--b
                 "--image-size", "16", "--device", "cpu"]
 TINY_DISTILL = ["--preset", "cpu", "--steps", "2", "--budget", "10", "--set", "pool_arch=convnet2_xs", "--set", "pool_size=2",
                 "--set", "pool_online_steps=2", "--batch-size", "16", "--image-size", "16", "--device", "cpu"]
-
-
-def invoke(*args: str):  # type: ignore[no-untyped-def]
-    """Run ``ssdd ARGS`` (stdout and stderr are captured separately by this typer's CliRunner)."""
-    return CliRunner().invoke(app, list(args))
-
-
-def ok(result) -> None:  # type: ignore[no-untyped-def]
-    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{result.exception!r}"
-
-
-def fails(result, code: int, text: str) -> str:  # type: ignore[no-untyped-def]
-    """Exit ``code``, exactly one ``error:`` line on stderr (the last one) containing ``text``, no traceback."""
-    assert result.exit_code == code, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
-    assert text in errors[0], errors[0]
-    assert "Traceback" not in result.output and "error:" not in result.stdout
-    return errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from clihelp import fails, invoke, ok
 from conftest import tiny_distill_config
-from typer.testing import CliRunner
 
 from ssdd_cli.api import distill
 from ssdd_cli.bundle import load_bundle, save_bundle
-from ssdd_cli.cli import app
 from ssdd_cli.errors import ConfigError
 from ssdd_cli.expand import expand_pairs
 
@@ -227,27 +226,6 @@ def test_raw_space_is_krr_st_only() -> None:
 
 # ---------------------------------------------------------------------------------------------
 # CLI: checkpoint import and a failing inspect --verify
-
-
-def invoke(*args: str):  # type: ignore[no-untyped-def]
-    """Run ``ssdd ARGS`` (stdout and stderr captured separately)."""
-    return CliRunner().invoke(app, list(args))
-
-
-def ok(result) -> None:  # type: ignore[no-untyped-def]
-    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{result.exception!r}"
-
-
-def fails(result, code: int, text: str) -> str:  # type: ignore[no-untyped-def]
-    """Exit ``code``, exactly one ``error:`` line on stderr (the last one) containing ``text``, no traceback."""
-    assert result.exit_code == code, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
-    assert text in errors[0], errors[0]
-    assert "Traceback" not in result.output and "error:" not in result.stdout
-    return errors[0]
 
 
 def test_cli_import_checkpoint(tmp_path: Path) -> None:
