@@ -51,7 +51,7 @@ from .methods.distill import DistillResult, check_teacher, plan_distillation, ru
 from .methods.distill import distill as _distill_loop
 from .methods.registry import get_method, list_methods
 from .models import check_model_name
-from .paths import atomic_file, cache_dir, check_output
+from .paths import atomic_file, cache_dir, check_output, output_errors
 from .reporting import NullReporter, ProgressReporter
 from .storage import SizePlan
 from .teacher import Teacher, import_checkpoint, load_teacher, save_teacher, train_teacher
@@ -136,7 +136,10 @@ def teacher_representations(teacher: Teacher, dataset: ImageDataset, *, cache: s
                 log.warning("ignoring unreadable representation cache %s", path)
     reps = teacher.represent(dataset.train_images, reporter=reporter, amp=False).cpu()
     if path is not None:
-        save_tensors(path, {"reprs": reps})
+        try:
+            save_tensors(path, {"reprs": reps})
+        except OSError as exc:  # a cache only saves time: a full or read-only disk never stops the run
+            log.warning("could not write the representation cache %s (%s); continuing without it", path, exc)
     return reps
 
 
@@ -432,7 +435,7 @@ def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "
                       baseline_budget=n if source else None, teacher=teacher, floor=request.floor,
                       teacher_probe=request.teacher_probe, reporter=reporter)
     if request.report_path is not None:
-        with atomic_file(request.report_path) as tmp:
+        with output_errors(request.report_path), atomic_file(request.report_path) as tmp:
             tmp.write_text(json.dumps(report.to_dict(), indent=1))
     return report
 

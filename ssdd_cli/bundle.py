@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BundleError, ConfigError, OutputError
-from .paths import atomic_file, check_output
+from .errors import BundleError, ConfigError
+from .paths import atomic_file, check_output, output_errors
 
 if TYPE_CHECKING:
     import torch
@@ -530,20 +530,22 @@ def tensor_checksum(tensors: Mapping[str, torch.Tensor]) -> str:
 
 def _write(path: Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], overwrite: bool) -> None:
     check_output(path, overwrite)
-    try:
+    with output_errors(path):
         save_tensors(path, tensors, meta)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}; check free space and permissions") from exc
 
 
 def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str] | None = None) -> None:
     """Write tensors with string metadata atomically, adding the ``checksum`` that every read verifies."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     meta = {**(meta or {}), CHECKSUM_KEY: tensor_checksum(clean)}
     with atomic_file(path) as tmp:
-        save_file(clean, str(tmp), metadata=meta)
+        try:
+            save_file(clean, str(tmp), metadata=meta)
+        except SafetensorError as exc:  # the writer's I/O errors (a full disk) are not OSErrors
+            raise OSError(f"{str(exc).splitlines()[0] if str(exc) else 'write failed'}") from exc
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -112,7 +112,7 @@ def _session(quiet: bool = False, verbose: bool = False, debug: bool = False) ->
         reporter.stop()
         if debug:
             raise
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         reporter.stop()

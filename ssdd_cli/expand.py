@@ -13,7 +13,7 @@ from . import augment
 from .bundle import Bundle, save_tensors
 from .errors import ConfigError
 from .methods.synthetic import SyntheticSet
-from .paths import MANIFEST_TAG, atomic_dir, check_output
+from .paths import MANIFEST_TAG, atomic_dir, check_output, output_errors
 
 
 def synthetic_from_bundle(bundle: Bundle) -> SyntheticSet:
@@ -96,7 +96,7 @@ def write_expanded(
     chosen = select_views(bundle, views)
     images, targets = expand_pairs(bundle, views=list(chosen), device=device)
     m = bundle.num_images
-    with atomic_dir(out_dir, overwrite, protect) as tmp:
+    with output_errors(out_dir), atomic_dir(out_dir, overwrite, protect) as tmp:
         files: list[dict[str, Any]] = []
         pix = to_uint8(images, bundle)
         if write_images:

@@ -220,6 +220,15 @@ def atomic_dir(path: str | Path, overwrite: bool, protect: Iterable[str | Path] 
         raise
 
 
+@contextlib.contextmanager
+def output_errors(path: str | Path) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``path`` (a full disk, a vanished folder) into a one-line :class:`OutputError`."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}; check free space and permissions") from exc
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     import hashlib

@@ -82,6 +82,7 @@ def base(tmp_path_factory: pytest.TempPathFactory, tiny_data, tiny_teacher_path:
              tensors=lambda t: t.update({k: torch.full_like(v, float("nan")) for k, v in t.items() if k.endswith("weight")}))
     torch.save({"epoch": 3, "note": "no tensors here"}, root / "plain.pt")
     (root / "broken.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+    (root / "broken.tar.gz").write_bytes(b"\x1f\x8b\x08\x00 a gzip header and then nothing useful")
     (root / "bad.toml").write_text("[distill\npool_size = ")
     (root / "tables.toml").write_text("[distill]\nlr = 0.1\n[training]\nsteps = 3\n")
     (root / "left.safetensors.ckpt").write_bytes(b"a checkpoint of an interrupted run")
@@ -135,6 +136,10 @@ CASES: list[tuple[str, list[str], int, str]] = [
     # distill: data, teacher and outputs
     ("dataset-unknown", ["distill", "no-such-set", "--teacher", "t.safetensors", "-o", "x.safetensors"], 3,
      "unknown dataset"),
+    ("dataset-broken-archive", ["distill", "broken.tar.gz", "--teacher", "t.safetensors", "-o", "x.safetensors"], 3,
+     "cannot read archive"),
+    ("more-images-than-data", [*D, "--method", "krr-st", "--budget", "6000", "-o", "x.safetensors"], 2,
+     "has only 5000"),
     ("teacher-missing", ["distill", "shapes", "--teacher", "nope.safetensors", *TINY, "-o", "x.safetensors"], 4,
      "no such file"),
     ("teacher-is-bundle", ["distill", "shapes", "--teacher", "b.safetensors", *TINY, "-o", "x.safetensors"], 4,
@@ -262,3 +267,21 @@ def test_the_snapshot_sees_changes(tmp_path: Path) -> None:
     (tmp_path / ".hidden.ssdd-tmp").write_text("left")
     assert _snapshot(tmp_path) != before
 
+
+
+def test_disk_full_is_one_line(base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The safetensors writer's own I/O error (a full disk) is an output error, and the temporary is removed."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full(tensors, filename, metadata=None):  # type: ignore[no-untyped-def]
+        Path(filename).write_bytes(b"partial")
+        raise SafetensorError("Error while serializing: IoError(No space left on device)")
+
+    work = tmp_path / "work"
+    shutil.copytree(base, work, symlinks=True)
+    monkeypatch.chdir(work)
+    before = _snapshot(work)
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    fails(invoke("distill", *D[1:], "-o", "x.safetensors"), 7, "No space left on device")
+    assert _snapshot(work) == before

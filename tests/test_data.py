@@ -426,3 +426,14 @@ def test_real_cifar100_archive(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (ds.mean, ds.std) == REFERENCE_STATS[("cifar100", 32)]
     mean, _ = channel_stats(ds.train_images)
     assert np.allclose(mean, ds.mean, atol=1e-3)
+
+
+def test_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path: Path) -> None:
+    """A 16-bit grayscale PNG at half intensity decodes to mid-gray (PIL's plain convert would give white)."""
+    from ssdd_cli.data.folder import decode_image
+
+    path = tmp_path / "g16.png"
+    Image.fromarray(np.full((8, 8), 32896, dtype=np.uint16)).save(path)  # 32896 = 128 * 257
+    assert Image.open(path).mode.startswith("I")
+    pixels = decode_image(path, None)
+    assert pixels.shape == (8, 8, 3) and int(pixels.min()) == int(pixels.max()) == 128

@@ -93,10 +93,21 @@ def decode_image(source: str | Path | IO[bytes], image_size: int | None) -> np.n
         if image_size is not None and image.format == "JPEG":
             # Let libjpeg downscale large images by a power of two while decoding (fast).
             image.draft("RGB", (image_size, image_size))
-        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        rgb = image if image.mode == "RGB" else _to_8bit(image).convert("RGB")
         if image_size is not None:
             rgb = fit_image(rgb, image_size)
         return np.asarray(rgb)
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 16-bit and integer/float grayscale to 8 bits (PIL's ``convert`` would clip them to white)."""
+    if image.mode.startswith("I;16"):
+        return Image.fromarray((np.asarray(image, dtype=np.uint16) // 257).astype(np.uint8))
+    if image.mode in ("I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        return Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).round().astype(np.uint8))
+    return image
 
 
 def _decode_member(data: bytes, where: str, image_size: int | None) -> np.ndarray:

@@ -50,9 +50,17 @@ class DistillResult:
 
 
 def plan_distillation(config: DistillConfig, dataset: ImageDataset, repr_dim: int) -> SizePlan:
-    """What the run will store and what it costs (computed once, printed before any work)."""
-    return get_method(config.method).plan(config, channels=dataset.num_channels, image_size=dataset.image_size,
+    """What the run will store and what it costs (computed once, printed before any work).
+
+    Raises:
+        ConfigError: a set over budget, or more images than the dataset has.
+    """
+    plan = get_method(config.method).plan(config, channels=dataset.num_channels, image_size=dataset.image_size,
                                           repr_dim=repr_dim)
+    if plan.size.num_images > dataset.train_images.shape[0]:
+        raise ConfigError(f"the set needs {plan.size.num_images} real images to start from but {dataset.name} has "
+                          f"only {dataset.train_images.shape[0]}; lower --budget or --num-images")
+    return plan
 
 
 def check_teacher(teacher: Teacher, dataset: ImageDataset) -> None:
