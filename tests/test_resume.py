@@ -56,17 +56,23 @@ def test_distill_resume_is_bit_identical(method: str, how: str, tiny_data, tiny_
     assert again.meta.fit["steps_done"] == 7 and again.meta.fit["drift"] == full.meta.fit["drift"]
 
 
-def test_teacher_resume_is_bit_identical(tiny_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("how", ["signal", "kill"])
+def test_teacher_resume_is_bit_identical(how: str, tiny_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     from ssdd_cli import augment
     from ssdd_cli.config import teacher_config
 
     cfg = teacher_config("cpu", arch="convnet2_xs", num_steps=6, batch_size=16, warmup_steps=2, amp=False)
     full = api.make_teacher(tiny_data, cfg, device=CPU)
-    ckpt = Checkpointing(tmp_path / "t.ckpt", every=0, identity=run_identity("teacher", cfg, tiny_data))
+    every = 0 if how == "signal" else 2  # killed: only the checkpoint after step 2 survives
+    ckpt = Checkpointing(tmp_path / "t.ckpt", every=every, identity=run_identity("teacher", cfg, tiny_data))
     with monkeypatch.context() as m:
-        _interrupt_at(m, augment, "barlow_twins_view", 7, "signal")  # during step 4 (two views a step)
-        with pytest.raises(Interrupted, match="interrupted after step 4 of 6"):
-            api.make_teacher(tiny_data, cfg, device=CPU, checkpointing=ckpt)
+        _interrupt_at(m, augment, "barlow_twins_view", 7, how)  # during step 4 (two views a step)
+        if how == "signal":
+            with pytest.raises(Interrupted, match="interrupted after step 4 of 6"):
+                api.make_teacher(tiny_data, cfg, device=CPU, checkpointing=ckpt)
+        else:
+            with pytest.raises(RuntimeError, match="killed"):
+                api.make_teacher(tiny_data, cfg, device=CPU, checkpointing=ckpt)
     ckpt.resume = True
     again = api.make_teacher(tiny_data, cfg, device=CPU, checkpointing=ckpt)
     a, b = full.model.state_dict(), again.model.state_dict()
@@ -110,3 +116,21 @@ def test_cli_resume_and_checkpoint_rules(tiny_teacher_path: Path, tmp_path: Path
     assert Path("k.safetensors").exists() and not Path("k.safetensors.ckpt").exists()
     res = CliRunner().invoke(app, [*args[:-1], "other.safetensors", "--resume"])
     assert res.exit_code == 2 and "no checkpoint at other.safetensors.ckpt" in res.stderr
+
+
+def test_representation_cache_is_keyed_by_content(tiny_data, tiny_teacher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two datasets with the same name and image count but different pixels never share a cache entry."""
+    import dataclasses
+
+    from ssdd_cli.api import teacher_representations
+
+    first = dataclasses.replace(tiny_data, name="imgs")
+    second = dataclasses.replace(tiny_data, name="imgs", train_images=tiny_data.train_images.flip(-1).contiguous())
+    a = teacher_representations(tiny_teacher, first, cache=tmp_path)
+    b = teacher_representations(tiny_teacher, second, cache=tmp_path)
+    assert len(list((tmp_path / "reprs").iterdir())) == 2
+    assert torch.equal(b, tiny_teacher.represent(second.train_images).cpu()) and not torch.equal(a, b)
+    edited = dataclasses.replace(first, train_images=first.train_images.clone())
+    edited.train_images[0] = 255 - edited.train_images[0]  # one image edited in place
+    c = teacher_representations(tiny_teacher, edited, cache=tmp_path)
+    assert not torch.equal(c[0], a[0]) and torch.equal(c[1:], a[1:])
