@@ -200,7 +200,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("expand-added-file", ["expand", "b.safetensors", "-o", "exp_plus", "--overwrite"], 7, "mine.txt, which ssdd did not"),
     ("expand-exists", ["expand", "b.safetensors", "-o", "exp"], 7, "already exists"),
     ("expand-view", ["expand", "b.safetensors", "-o", "out", "--views", "hflip"], 2, "not in this bundle"),
-    ("expand-over-file", ["expand", "b.safetensors", "-o", "notes.txt", "--overwrite"], 7, "not a folder ssdd wrote"),
+    ("expand-over-file", ["expand", "b.safetensors", "-o", "notes.txt", "--overwrite"], 7, "is a file, not a folder ssdd wrote"),
     # evaluate
     ("evaluate-nothing", ["evaluate", "--device", "cpu"], 2, "give a BUNDLE"),
     ("evaluate-baseline-unknown", ["evaluate", "b.safetensors", "--baseline", "bogus", "--device", "cpu"], 2,
