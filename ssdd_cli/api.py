@@ -43,7 +43,7 @@ from .config import (
 )
 from .data import ImageDataset, load_dataset
 from .data.registry import DEFAULT_IMAGE_SIZE, REFERENCE_STATS
-from .device import resolve_device
+from .device import resolve_device, use_amp
 from .errors import BundleError, ConfigError, OutputError
 from .evaluate import EvalReport, EvalRow, evaluate, evaluate_pairs, linear_probe, random_pairs, teacher_probe_accuracy
 from .expand import expand_pairs, write_expanded
@@ -150,9 +150,12 @@ def make_teacher(dataset: ImageDataset, config: TeacherConfig, *, device: torch.
     teacher, _ = train_teacher(dataset.train_images, mean=dataset.mean, std=dataset.std, config=config,
                                device=device, dataset_name=dataset.name, reporter=reporter, checkpointing=checkpointing)
     if probe is not None:
+        # a short run gets a short probe: twice its own length, at least 200 steps, at most the configured probe
+        probe = make_config(EvalConfig, {**to_dict(probe),
+                                         "probe_steps": min(probe.probe_steps, max(200, 2 * teacher.meta["steps_done"]))})
         teacher.to(device)
         acc = teacher_probe_accuracy(teacher, dataset, probe, device=device, reporter=reporter)
-        teacher.meta.update(probe_accuracy=round(acc, 2), probe_target=dataset.name)
+        teacher.meta.update(probe_accuracy=round(acc, 2), probe_target=dataset.name, probe_steps=probe.probe_steps)
     return teacher
 
 
@@ -182,10 +185,12 @@ def teacher_to_file(dataset: str, *, output: str | Path | None = None, data: Dat
     ds = data.load(dataset, reporter=reporter)
     target = Path(output) if output is not None else check_output(default_teacher_path(ds.name, ds.image_size, data.cache_dir), overwrite)
     reporter.note(f"training {config.arch} teacher on {ds.name} ({ds.train_images.shape[0]:,} images, {ds.image_size}px) "
-                  f"on {dev} for {config.num_steps:,} steps" + (f" or {config.max_minutes} min" if config.max_minutes else ""))
-    if dev.type == "cpu" and preset == "paper" and "num_steps" not in (settings or {}) and not config.max_minutes:
-        reporter.note("note: the paper preset trains a ResNet-18 for 1000 epochs, which takes weeks on a CPU; "
-                      "--preset cpu (docs/cpu-preset.md), --steps or --minutes make it practical")
+                  f"on {dev} for {config.num_steps:,} steps" + (f" or {config.max_minutes} min" if config.max_minutes else "")
+                  + f": {config.optimizer} lr {config.lr:g}, batch {config.batch_size}, "
+                  f"{'bf16' if use_amp(dev, config.amp) else 'fp32'}, preset {preset}")
+    if dev.type == "cpu" and preset == "paper":
+        reporter.note("note: the paper preset (ResNet-18, LARS, 1000 epochs) is sized for GPUs; on a CPU --preset cpu "
+                      "(docs/cpu-preset.md) trains a small ConvNet in minutes")
     ckpt = _checkpointing(target, run_identity("teacher", config, ds), checkpoint_every, resume, overwrite)
     teacher = make_teacher(ds, config, device=dev, probe=eval_config(preset) if probe else None, reporter=reporter,
                            checkpointing=ckpt)
@@ -296,12 +301,14 @@ def distill_to_file(
     if on_plan is not None:
         on_plan(plan, config)
     entry = get_method(config.method)
-    steps = f"{config.num_steps:,} steps" + (f" or {config.max_minutes} min" if config.max_minutes else "")
+    steps = (f"{config.num_steps:,} steps" + (f" or {config.max_minutes} min" if config.max_minutes else "")
+             + f", lr {config.lr:g}, batch {config.batch_size}, pool {config.pool_size}×{config.pool_arch}, "
+             f"{'bf16' if use_amp(dev, config.amp) else 'fp32'}")
     reporter.note(f"distilling {ds.name} with {config.method} on {dev}: m={plan.size.num_images}, "
-                  f"views={','.join(config.views)}, " + (steps if entry.trains else "no outer loop"))
-    if dev.type == "cpu" and preset == "paper" and entry.trains and "num_steps" not in settings and not config.max_minutes:
-        reporter.note(f"note: the paper preset runs {config.num_steps:,} outer steps, which takes days on a CPU; "
-                      "--preset cpu (docs/cpu-preset.md), --steps or --minutes make it practical")
+                  f"views={','.join(config.views)}, " + (steps if entry.trains else "no outer loop") + f", preset {preset}")
+    if dev.type == "cpu" and preset == "paper" and entry.trains:
+        reporter.note("note: the paper preset (ConvNet pool of 10, real batch 1024) is sized for GPUs; on a CPU "
+                      "--preset cpu (docs/cpu-preset.md) is several times faster per step")
     ckpt = _checkpointing(output, run_identity("distill", config, ds, t), checkpoint_every, resume, overwrite)
     result = distill(ds, t, config, device=dev, cache=data.cache_dir, plan=plan, reporter=reporter, checkpointing=ckpt)
     save_distilled(result, output, overwrite=overwrite)
@@ -454,3 +461,36 @@ def _evaluation_teacher(request: EvalRequest, bundle: Bundle | None, device: tor
         raise ConfigError(f"the {request.baseline or 'random'} baseline needs the teacher: pass --teacher FILE"
                           + (f" (the bundle's teacher {path} is missing)" if path else ""))
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# environment
+
+
+def environment_report(cache: str | Path | None = None) -> dict[str, Any]:
+    """What a bug report needs: versions, devices and precision, threads, and the cache's place and size."""
+    import platform
+    import sys
+
+    from . import __version__
+    from .device import bf16_is_fast
+
+    try:
+        import torchvision
+
+        tv = torchvision.__version__
+    except Exception as exc:  # noqa: BLE001 - a broken torchvision is exactly what a report should show
+        tv = f"not importable ({type(exc).__name__})"
+    root = cache_dir(cache)
+    files = [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    cuda = torch.cuda.is_available()
+    return {
+        "ssdd": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
+        "torch": torch.__version__, "torchvision": tv,
+        "cuda": [f"{torch.cuda.get_device_name(i)} (bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'})"
+                 for i in range(torch.cuda.device_count())] if cuda else [],
+        "cpu": platform.processor() or platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16_fast": bf16_is_fast(torch.device("cpu")), "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(), "default_device": str(resolve_device("auto")),
+        "cache": str(root), "cache_files": len(files), "cache_mb": round(sum(p.stat().st_size for p in files) / 1e6, 1),
+    }

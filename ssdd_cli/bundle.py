@@ -441,7 +441,7 @@ _TEACHER_SCHEMA = {
     "format": "str", "format_version": "int", "arch": "str", "repr_dim": "int", "image_size": "int", "mean": "json",
     "std": "json", "stem_padding": "int", "dataset": "str", "origin": "str", "imported_from": "str",
     "config": "json", "steps_done": "int", "train_seconds": "float", "final_loss": "float",
-    "probe_accuracy": "float", "probe_target": "str", "ssdd_version": "str", "created": "str", CHECKSUM_KEY: "str",
+    "probe_accuracy": "float", "probe_target": "str", "probe_steps": "int", "ssdd_version": "str", "created": "str", CHECKSUM_KEY: "str",
 }
 
 

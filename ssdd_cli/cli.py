@@ -67,7 +67,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain help: whole option names and wrapped text at any width, e.g. 80 columns
 )
 out = Console()
 err = Console(stderr=True)
@@ -76,26 +76,26 @@ METHOD_NAMES = ", ".join(m.replace("_", "-") for m in list_methods())
 # ------------------------------------------------------------------------------------------------
 # shared options (declared once)
 
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Root random seed.")]
+DeviceOpt = Annotated[str, typer.Option("--device", metavar="DEVICE", help="auto (CUDA when present), cpu, cuda or cuda:N.")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Root random seed.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 DataRootOpt = Annotated[
     Optional[Path],
-    typer.Option("--data-root", help="Folder holding the dataset (archives, image folders or torchvision layout)."),
+    typer.Option("--data-root", metavar="DIR", help="Folder holding the dataset (archives, image folders or torchvision layout)."),
 ]
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache folder (default: $SSDD_CACHE or ~/.cache/ssdd).")]
-ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Resize images to this side (default: 32, 64 for imagenet-subset).")]
-ClassesOpt = Annotated[Optional[str], typer.Option("--classes", help="imagenet-subset classes: a wnid list file or 'imagenette'.")]
-PresetOpt = Annotated[str, typer.Option("--preset", help="paper: method.md settings; cpu: minutes on a 2-core CPU (docs/cpu-preset.md).")]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML file of settings ([teacher], [distill], [evaluate] tables).")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE for any setting (repeatable; see `ssdd settings`).")]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", metavar="DIR", help="Cache folder (default: $SSDD_CACHE or ~/.cache/ssdd).")]
+ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", metavar="PX", help="Resize images to this side (default: 32, 64 for imagenet-subset).")]
+ClassesOpt = Annotated[Optional[str], typer.Option("--classes", metavar="FILE|imagenette", help="imagenet-subset classes: a wnid list file or 'imagenette'.")]
+PresetOpt = Annotated[str, typer.Option("--preset", metavar="paper|cpu", help="paper: method.md settings; cpu: minutes on a 2-core CPU (docs/cpu-preset.md).")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", metavar="FILE", help="TOML file of settings ([teacher], [distill], [evaluate] tables).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="KEY=VALUE for any setting (repeatable; see `ssdd settings`).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for ssdd errors too.")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Allow torchvision to download CIFAR into --data-root (needs internet).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint (<output>.ckpt).")]
-CheckpointOpt = Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints (0: only when interrupted).")]
+CheckpointOpt = Annotated[int, typer.Option("--checkpoint-every", metavar="K", help="Steps between checkpoints (0: only when interrupted).")]
 AmpOpt = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast (default with --preset cpu: where the CPU has AMX/AVX512-BF16, or CUDA).")]
 
 
@@ -156,16 +156,16 @@ def main(
 
 @app.command()
 def teacher(
-    dataset: Annotated[Optional[str], typer.Argument(help="Dataset name (cifar10, cifar100, imagenet-subset, shapes) or image-folder path.")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Teacher file (default: the cache, where `ssdd distill` finds it).")] = None,
-    import_ckpt: Annotated[Optional[Path], typer.Option("--import", help="Convert a KRR-ST .pt or solo-learn .ckpt instead of training.")] = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="Backbone (default: resnet18; convnet4_s with --preset cpu).")] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Optimisation steps.")] = None,
-    minutes: Annotated[Optional[float], typer.Option("--minutes", help="Stop training after this many minutes.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per step.")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (LARS: per 256 images).")] = None,
+    dataset: Annotated[Optional[str], typer.Argument(metavar="DATASET", help="Dataset name (cifar10, cifar100, imagenet-subset, shapes) or image-folder path.")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FILE", help="Teacher file (default: the cache, where `ssdd distill` finds it).")] = None,
+    import_ckpt: Annotated[Optional[Path], typer.Option("--import", metavar="CKPT", help="Convert a KRR-ST .pt or solo-learn .ckpt instead of training.")] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", metavar="ARCH", help="Backbone (default: resnet18; convnet4_s with --preset cpu).")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", metavar="N", help="Optimisation steps.")] = None,
+    minutes: Annotated[Optional[float], typer.Option("--minutes", metavar="MIN", help="Stop training after this many minutes.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", metavar="N", help="Images per step.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", metavar="LR", help="Learning rate (LARS: per 256 images).")] = None,
     amp: AmpOpt = None,
-    stem_padding: Annotated[int, typer.Option("--stem-padding", help="ResNet stem padding of an imported checkpoint.")] = 2,
+    stem_padding: Annotated[int, typer.Option("--stem-padding", metavar="N", help="ResNet stem padding of an imported checkpoint.")] = 2,
     probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Linear-probe the teacher on the dataset and record it.")] = True,
     resume: ResumeOpt = False,
     checkpoint_every: CheckpointOpt = 500,
@@ -209,9 +209,10 @@ def teacher(
 
 def _render_teacher(run: Any) -> None:
     meta = run.teacher.meta
-    probe = f", linear probe {meta['probe_accuracy']:.2f}% on {meta['probe_target']}" if "probe_accuracy" in meta else ""
+    probe = (f", linear probe {meta['probe_accuracy']:.2f}% on {meta['probe_target']} ({meta['probe_steps']:,} probe steps)"
+             if "probe_accuracy" in meta else "")
     err.print(f"teacher: {meta['steps_done']:,} steps in {meta['train_seconds']:.0f} s, final loss {meta['final_loss']:.4g}"
-              + probe)
+              + probe, soft_wrap=True, highlight=False)
     out.print(str(run.path))
 
 
@@ -221,23 +222,23 @@ def _render_teacher(run: Any) -> None:
 
 @app.command()
 def distill(
-    dataset: Annotated[str, typer.Argument(help="Source dataset name or image-folder path.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Bundle to write (.safetensors).")],
-    teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Teacher file (default: the cached one from `ssdd teacher DATASET`).")] = None,
-    budget: Annotated[Optional[int], typer.Option("--budget", "-N", help="Storage budget N in image-equivalents [default: 100].")] = None,
-    method: Annotated[str, typer.Option("--method", help=f"Method: {METHOD_NAMES} (`ssdd methods`).")] = "boost",
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Outer steps.")] = None,
-    minutes: Annotated[Optional[float], typer.Option("--minutes", help="Stop the outer loop after this many minutes.")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Outer AdamW learning rate.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Real images per outer step.")] = None,
-    views: Annotated[Optional[str], typer.Option("--views", help="Predefined views, e.g. identity,rot90,rot180,rot270 or identity,hflip.")] = None,
+    dataset: Annotated[str, typer.Argument(metavar="DATASET", help="Source dataset name or image-folder path.")],
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="FILE", help="Bundle to write (.safetensors).")],
+    teacher: Annotated[Optional[Path], typer.Option("--teacher", metavar="FILE", help="Teacher file (default: the cached one from `ssdd teacher DATASET`).")] = None,
+    budget: Annotated[Optional[int], typer.Option("--budget", "-N", metavar="N", help="Storage budget N in image-equivalents [default: 100].")] = None,
+    method: Annotated[str, typer.Option("--method", metavar="METHOD", help=f"Method: {METHOD_NAMES} (`ssdd methods`).")] = "boost",
+    steps: Annotated[Optional[int], typer.Option("--steps", metavar="N", help="Outer steps.")] = None,
+    minutes: Annotated[Optional[float], typer.Option("--minutes", metavar="MIN", help="Stop the outer loop after this many minutes.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", metavar="LR", help="Outer AdamW learning rate.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", metavar="N", help="Real images per outer step.")] = None,
+    views: Annotated[Optional[str], typer.Option("--views", metavar="VIEWS", help="Predefined views, e.g. identity,rot90,rot180,rot270 or identity,hflip.")] = None,
     no_bases: Annotated[bool, typer.Option("--no-bases", help="Ablation: store pixels instead of bases.")] = False,
     no_aug: Annotated[bool, typer.Option("--no-aug", help="Ablation: identity view only.")] = False,
     no_approx: Annotated[bool, typer.Option("--no-approx", help="Ablation: store every view's targets (charged to the budget).")] = False,
-    init: Annotated[Optional[str], typer.Option("--init", help="Basis initialisation: pca or random (ablation).")] = None,
-    num_images: Annotated[Optional[int], typer.Option("--num-images", "-m", help="Distilled images m (default: from the budget).")] = None,
-    image_rank: Annotated[Optional[int], typer.Option("--image-rank", "-U", help="Image bases U.")] = None,
-    repr_rank: Annotated[Optional[int], typer.Option("--repr-rank", "-V", help="Representation bases V.")] = None,
+    init: Annotated[Optional[str], typer.Option("--init", metavar="pca|random", help="Basis initialisation: pca or random (ablation).")] = None,
+    num_images: Annotated[Optional[int], typer.Option("--num-images", "-m", metavar="M", help="Distilled images m (default: from the budget).")] = None,
+    image_rank: Annotated[Optional[int], typer.Option("--image-rank", "-U", metavar="U", help="Image bases U.")] = None,
+    repr_rank: Annotated[Optional[int], typer.Option("--repr-rank", "-V", metavar="V", help="Representation bases V.")] = None,
     amp: AmpOpt = None,
     resume: ResumeOpt = False,
     checkpoint_every: CheckpointOpt = 500,
@@ -310,7 +311,7 @@ def _render_distill(result: Any, output: Path, json_out: bool) -> None:
 
 @app.command()
 def inspect(
-    bundle: Annotated[Path, typer.Argument(help="Bundle (.safetensors) to describe.")],
+    bundle: Annotated[Path, typer.Argument(metavar="BUNDLE", help="Bundle (.safetensors) to describe.")],
     verify: Annotated[bool, typer.Option("--verify", help="Also rebuild every pair and check storage and budget.")] = False,
     json_out: JsonOpt = False,
     device: DeviceOpt = "cpu",
@@ -368,9 +369,9 @@ def _render_inspect(bundle: Path, summary: dict[str, Any]) -> None:
 
 @app.command()
 def expand(
-    bundle: Annotated[Path, typer.Argument(help="Bundle (.safetensors) to expand.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to create.")],
-    views: Annotated[Optional[str], typer.Option("--views", help="Comma-separated subset of the bundle's views (default: all).")] = None,
+    bundle: Annotated[Path, typer.Argument(metavar="BUNDLE", help="Bundle (.safetensors) to expand.")],
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="DIR", help="Folder to create.")],
+    views: Annotated[Optional[str], typer.Option("--views", metavar="VIEWS", help="Comma-separated subset of the bundle's views (default: all).")] = None,
     no_png: Annotated[bool, typer.Option("--no-png", help="Only write the float tensors and the manifest.")] = False,
     device: DeviceOpt = "auto",
     overwrite: OverwriteOpt = False,
@@ -392,16 +393,16 @@ def expand(
 
 @app.command()
 def evaluate(
-    bundle: Annotated[Optional[Path], typer.Argument(help="Bundle to evaluate (omit with --baseline random and --teacher).")] = None,
-    target: Annotated[Optional[str], typer.Option("--target", help="Target dataset for the linear probe (default: the bundle's source).")] = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="Architecture pretrained on the set (default: convnet3; convnet3_s with --preset cpu).")] = None,
-    baseline: Annotated[str, typer.Option("--baseline", help="random: also evaluate N random real images with teacher targets (none: no baseline).")] = "none",
-    budget: Annotated[Optional[int], typer.Option("--budget", "-N", help="Budget of the random baseline (default: the bundle's).")] = None,
-    teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Teacher for the baseline and its own probe (default: the bundle's).")] = None,
-    source: Annotated[Optional[str], typer.Option("--source", help="Source dataset of the random baseline (default: the bundle's).")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Pretraining epochs.")] = None,
-    probe_steps: Annotated[Optional[int], typer.Option("--probe-steps", help="Linear-probe SGD steps.")] = None,
-    seeds: Annotated[Optional[int], typer.Option("--seeds", help="Independent runs (paired across rows).")] = None,
+    bundle: Annotated[Optional[Path], typer.Argument(metavar="BUNDLE", help="Bundle to evaluate (omit with --baseline random and --teacher).")] = None,
+    target: Annotated[Optional[str], typer.Option("--target", metavar="DATASET", help="Target dataset for the linear probe (default: the bundle's source).")] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", metavar="ARCH", help="Architecture pretrained on the set (default: convnet3; convnet3_s with --preset cpu).")] = None,
+    baseline: Annotated[str, typer.Option("--baseline", metavar="random|none", help="random: also evaluate N random real images with teacher targets (none: no baseline).")] = "none",
+    budget: Annotated[Optional[int], typer.Option("--budget", "-N", metavar="N", help="Budget of the random baseline (default: the bundle's).")] = None,
+    teacher: Annotated[Optional[Path], typer.Option("--teacher", metavar="FILE", help="Teacher for the baseline and its own probe (default: the bundle's).")] = None,
+    source: Annotated[Optional[str], typer.Option("--source", metavar="DATASET", help="Source dataset of the random baseline (default: the bundle's).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", metavar="N", help="Pretraining epochs.")] = None,
+    probe_steps: Annotated[Optional[int], typer.Option("--probe-steps", metavar="N", help="Linear-probe SGD steps.")] = None,
+    seeds: Annotated[Optional[int], typer.Option("--seeds", metavar="N", help="Independent runs (paired across rows).")] = None,
     floor: Annotated[bool, typer.Option("--floor/--no-floor", help="Also report the no-pretraining floor.")] = True,
     teacher_probe: Annotated[bool, typer.Option("--teacher-probe/--no-teacher-probe", help="Also report the teacher's own probe accuracy.")] = True,
     amp: AmpOpt = None,
@@ -413,7 +414,7 @@ def evaluate(
     download: DownloadOpt = False,
     device: DeviceOpt = "auto",
     seed: SeedOpt = None,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON to this file.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", metavar="FILE", help="Also write the report as JSON to this file.")] = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -476,9 +477,24 @@ def methods_cmd() -> None:
     out.print(table)
 
 
+@app.command("doctor")
+def doctor_cmd(cache_dir: CacheOpt = None, json_out: JsonOpt = False) -> None:
+    """Print versions, devices, precision, threads and the cache: the lines to paste into a bug report."""
+    with _session(True):
+        from . import api
+
+        report = api.environment_report(cache_dir)
+        if json_out:
+            out.print_json(json.dumps(report))
+            return
+        for key, value in report.items():
+            shown = ", ".join(value) if isinstance(value, list) else value
+            out.print(f"{key:<16} {shown if shown != '' else 'none'}", highlight=False, markup=False)
+
+
 @app.command("settings")
 def settings_cmd(
-    command: Annotated[str, typer.Argument(help="teacher, distill or evaluate.")] = "distill",
+    command: Annotated[str, typer.Argument(metavar="COMMAND", help="teacher, distill or evaluate.")] = "distill",
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (docs/config.md).")] = False,
 ) -> None:
     """List every setting of a command, for --set KEY=VALUE and --config FILE."""

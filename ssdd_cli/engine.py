@@ -140,6 +140,18 @@ class FitResult:
         return self.losses[-1] if self.losses else float("nan")
 
 
+#: a time estimate is printed once the first steps are measured, when the rest would take longer than this
+ETA_NOTE_S = 180.0
+ETA_AFTER_S, ETA_AFTER_STEPS = 10.0, 20
+
+
+def _duration(seconds: float) -> str:
+    """``"2 h 05 min"``, ``"14 min"`` or ``"50 s"``."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    return f"{round(seconds / 60)} min" if seconds >= 90 else f"{round(seconds)} s"
+
+
 StepFn = Callable[[int], torch.Tensor | tuple[torch.Tensor, dict[str, float]]]
 
 
@@ -206,8 +218,9 @@ def _fit(step: StepFn, optimizer: Optimizer, num_steps: int, *, scheduler: LRSch
     trained = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
     clip_params = list(params_to_clip) if params_to_clip is not None else trained
     result = FitResult(list(start.losses), start.steps) if start is not None else FitResult()
-    reported = result.steps
+    reported = first = result.steps
     t0 = time.perf_counter()
+    estimated = False
     reporter.start(name, num_steps)
     if reported:
         reporter.advance(reported)
@@ -227,6 +240,13 @@ def _fit(step: StepFn, optimizer: Optimizer, num_steps: int, *, scheduler: LRSch
             if after_step is not None:
                 after_step(i)
             result.steps += 1
+            if not estimated and (time.perf_counter() - t0 > ETA_AFTER_S or i + 1 - first == ETA_AFTER_STEPS):
+                estimated = True
+                per_step = (time.perf_counter() - t0) / (i + 1 - first)
+                left = per_step * (num_steps - i - 1)
+                if left > ETA_NOTE_S and not (max_seconds is not None and max_seconds < left):
+                    reporter.note(f"{name}: about {_duration(left)} left for {num_steps - i - 1:,} steps "
+                                  f"({per_step:.3g} s per step, measured over the first {i + 1 - first})")
             if i == 0 or (i + 1) % log_every == 0 or i == num_steps - 1:
                 value = float(loss.detach())
                 if not math.isfinite(value):

@@ -109,3 +109,31 @@ def test_settings_docs_match_the_dataclasses() -> None:
         assert settings_markdown(command) in doc, f"docs/config.md is stale for {command}; regenerate it"
     res = CliRunner().invoke(app, ["settings", "evaluate"])
     assert res.exit_code == 0 and "probe_steps" in res.stdout
+
+
+@pytest.mark.parametrize("command", ["teacher", "distill", "inspect", "expand", "evaluate", "settings", "doctor"])
+def test_help_reads_at_80_columns(command: str) -> None:
+    """``--help`` at 80 columns: every option name whole, no line wider than the terminal."""
+    import typer.main
+
+    res = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "80", "TERM": "dumb"})
+    assert res.exit_code == 0
+    assert max(len(line) for line in res.stdout.splitlines()) <= 80
+    click_command = typer.main.get_command(app).commands[command]
+    for param in click_command.params:
+        for name in param.opts + param.secondary_opts:
+            if name.startswith("-"):
+                assert name in res.stdout, f"{name} missing or cut in `ssdd {command} --help`"
+
+
+def test_doctor(tmp_path: Path) -> None:
+    """``ssdd doctor`` names the versions, the devices and the cache with its size."""
+    (tmp_path / "tensors").mkdir()
+    (tmp_path / "tensors" / "x.safetensors").write_bytes(b"0" * 2_000_000)
+    res = CliRunner().invoke(app, ["doctor", "--cache-dir", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.stderr
+    import json
+
+    report = json.loads(res.stdout)
+    assert report["torch"] == torch.__version__ and report["cache"] == str(tmp_path)
+    assert report["cache_files"] == 1 and report["cache_mb"] == 2.0

@@ -92,3 +92,16 @@ def test_warm_up_steps_and_sampling_are_seeded() -> None:
     assert [a.sample() for _ in range(10)] == [b.sample() for _ in range(10)]
     assert all(same(weights(m1), weights(m2)) for m1, m2 in zip(a.models, b.models))
     assert not same(weights(a.models[0]), weights(a.models[1]))  # each slot has its own init
+
+
+def test_warm_up_is_bounded_by_the_run() -> None:
+    """A run shorter than a pool cycle warms its models up by fewer steps than it has; longer runs are unaffected."""
+    x, y = torch.randn(4, 3, 16, 16), torch.randn(4, 32)
+    short = ModelPool(arch="convnet2_xs", image_size=16, out_dim=32, size=6, online_steps=100, seed=0, device=torch.device("cpu"))
+    short.warm_up(x, y, max_age=3)
+    assert all(1 <= c <= 3 for c in short.counters)
+    full = ModelPool(arch="convnet2_xs", image_size=16, out_dim=32, size=6, online_steps=5, seed=0, device=torch.device("cpu"))
+    same = ModelPool(arch="convnet2_xs", image_size=16, out_dim=32, size=6, online_steps=5, seed=0, device=torch.device("cpu"))
+    full.warm_up(x, y)
+    same.warm_up(x, y, max_age=1000)
+    assert full.counters == same.counters and max(full.counters) <= 4

@@ -222,7 +222,7 @@ def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, co
         start = FitResult(list(resume.values["fit"]["losses"]), int(resume.values["fit"]["steps"]))
         reporter.note(f"resuming from {checkpointing.path} at step {start.steps:,}")  # type: ignore[union-attr]
     else:
-        pool.warm_up(xs0, ys0, reporter)
+        pool.warm_up(xs0, ys0, reporter, max_age=num_steps)
 
     def save(progress: FitResult) -> None:
         state = State()

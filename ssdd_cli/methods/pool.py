@@ -72,9 +72,15 @@ class ModelPool:
 
         fit(step, self.optimizers[i], steps, log_every=max(steps, 1))
 
-    def warm_up(self, images: torch.Tensor, targets: torch.Tensor, reporter: ProgressReporter | None = None) -> None:
-        """Train model ``i`` for ``r_i ~ UniformInt[1, online_steps)`` steps (its counter = ``r_i``)."""
-        high = max(self.online_steps, 2)
+    def warm_up(self, images: torch.Tensor, targets: torch.Tensor, reporter: ProgressReporter | None = None,
+                max_age: int | None = None) -> None:
+        """Train model ``i`` for ``r_i ~ UniformInt[1, online_steps)`` steps (its counter = ``r_i``).
+
+        With ``max_age`` (the run's outer steps) the ages are drawn below ``min(online_steps, max_age + 1)``:
+        a run shorter than a pool cycle never meets models older than itself, so a 5-step run does not
+        spend minutes warming models up. Runs at least ``online_steps`` long are unaffected.
+        """
+        high = max(min(self.online_steps, max_age + 1) if max_age is not None else self.online_steps, 2)
         steps = torch.randint(1, high, (self.size,), generator=self._gen).tolist()
         if reporter:
             reporter.start("pool warm-up", sum(steps))
