@@ -261,11 +261,6 @@ def make_config(cls: type[C], values: Mapping[str, Any]) -> C:
     return cls(**typed)
 
 
-def with_settings(config: C, values: Mapping[str, Any]) -> C:
-    """``config`` with some fields replaced (same checks as :func:`make_config`)."""
-    return make_config(type(config), {**to_dict(config), **values})
-
-
 _COMMAND = {"TeacherConfig": "teacher", "DistillConfig": "distill", "EvalConfig": "evaluate"}
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
@@ -362,11 +357,6 @@ def to_dict(config: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
 
 
-def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
-    """Rebuild a config recorded with :func:`to_dict` (unknown keys are refused)."""
-    return make_config(cls, data)
-
-
 @dataclass(frozen=True)
 class SettingDoc:
     """One documented setting: name, type, default and help."""
@@ -408,5 +398,5 @@ def settings_markdown(command: str) -> str:
     return "\n".join(lines)
 
 __all__ = ["CONFIG_CLASSES", "DistillConfig", "EvalConfig", "PRESETS", "TeacherConfig", "describe", "distill_config",
-           "eval_config", "from_dict", "load_config_file", "make_config", "parse_assignments", "replace",
-           "settings_markdown", "settings_rows", "teacher_config", "to_dict", "with_settings"]
+           "eval_config", "load_config_file", "make_config", "parse_assignments", "replace",
+           "settings_markdown", "settings_rows", "teacher_config", "to_dict"]
