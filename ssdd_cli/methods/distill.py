@@ -187,6 +187,21 @@ def distill(
     return DistillResult(synth, tensors, meta, losses, seconds)
 
 
+def outer_loss(model: torch.nn.Module, xs: torch.Tensor, ys: torch.Tensor, xr: torch.Tensor, target: torch.Tensor, *,
+               ridge: float, amp: bool | None = False) -> torch.Tensor:
+    """The outer objective of one step (method.md §5.2-5.3), differentiable in ``xs`` and ``ys``.
+
+    The pool ``model`` (eval mode for the step) embeds the support images ``xs (n, C, H, W)`` and the
+    augmented real batch ``xr (b, C, H, W)``; kernel ridge regression on those features predicts the
+    teacher's ``target (b, D)`` from the support targets ``ys (n, D)``; the loss is their MSE.
+    """
+    with eval_mode(model), autocast(xr.device, amp):
+        with torch.no_grad():
+            feat_real = model.embed(xr).float()
+        feat_syn = model.embed(xs.contiguous(memory_format=torch.channels_last)).float()
+    return mse(krr_predict(feat_syn, feat_real, ys, ridge=ridge), target)
+
+
 def run_identity(kind: str, config: Any, dataset: ImageDataset, teacher: Teacher | None = None) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: the settings (less the time limit), the data and the teacher."""
     return {"kind": kind, "config": {k: v for k, v in to_dict(config).items() if k != "max_minutes"},
@@ -242,12 +257,7 @@ def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, co
         xr = real.next().contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             target = teacher.represent_normalized(xr, config.amp)
-        with eval_mode(model), autocast(device, config.amp):
-            with torch.no_grad():
-                feat_real = model.embed(xr).float()
-            feat_syn = model.embed(xs.contiguous(memory_format=torch.channels_last)).float()
-        pred = krr_predict(feat_syn, feat_real, ys, ridge=config.ridge)
-        return mse(pred, target)
+        return outer_loss(model, xs, ys, xr, target, ridge=config.ridge, amp=config.amp)
 
     def after(_: int) -> None:
         with torch.no_grad():
