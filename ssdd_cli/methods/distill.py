@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,6 +203,31 @@ def outer_loss(model: torch.nn.Module, xs: torch.Tensor, ys: torch.Tensor, xr: t
     return mse(krr_predict(feat_syn, feat_real, ys, ridge=ridge), target)
 
 
+def make_outer_step(synth: SyntheticSet, teacher: Teacher, config: DistillConfig, pool: ModelPool,
+                    real: RealBatches) -> tuple[Callable[[int], torch.Tensor], Callable[[int], None]]:
+    """The loss of one outer step and the pool's online step after the update (for :func:`~ssdd_cli.engine.fit`).
+
+    Shared by the loop and ``benchmarks/speed.py``, so what is timed is what runs.
+    """
+    support_views = synth.views if config.aug_in_krr else ("identity",)
+    current = {"model": 0}
+
+    def step(_: int) -> torch.Tensor:
+        xs, ys = synth.support(support_views)
+        current["model"] = pool.sample()
+        xr = real.next().contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            target = teacher.represent_normalized(xr, config.amp)
+        return outer_loss(pool.models[current["model"]], xs, ys, xr, target, ridge=config.ridge, amp=config.amp)
+
+    def after(_: int) -> None:
+        with torch.no_grad():
+            xs, ys = synth.support()
+        pool.update(current["model"], xs, ys)
+
+    return step, after
+
+
 def run_identity(kind: str, config: Any, dataset: ImageDataset, teacher: Teacher | None = None) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: the settings (less the time limit), the data and the teacher."""
     return {"kind": kind, "config": {k: v for k, v in to_dict(config).items() if k != "max_minutes"},
@@ -225,8 +251,7 @@ def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, co
     opt = make_optimizer("adamw", [g for g in groups if g["params"]], config.lr, weight_decay=0.0)
     sched = make_schedule(opt, "linear", max(num_steps, 1), final_factor=config.lr_final_factor)
     real = RealBatches(dataset.train_images, config.batch_size, dataset.mean, dataset.std, config.seed, device)
-    support_views = synth.views if config.aug_in_krr else ("identity",)
-    current = {"model": 0}
+    step, after = make_outer_step(synth, teacher, config, pool, real)
     start = None
     if resume is not None:
         resume.get_module("synth", synth)
@@ -248,21 +273,6 @@ def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, co
         real.save_state(state)
         state.values["fit"] = {"steps": progress.steps, "losses": progress.losses}
         checkpointing.save(state)  # type: ignore[union-attr]
-
-    def step(_: int) -> torch.Tensor:
-        xs, ys = synth.support(support_views)
-        idx = pool.sample()
-        current["model"] = idx
-        model = pool.models[idx]
-        xr = real.next().contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
-            target = teacher.represent_normalized(xr, config.amp)
-        return outer_loss(model, xs, ys, xr, target, ridge=config.ridge, amp=config.amp)
-
-    def after(_: int) -> None:
-        with torch.no_grad():
-            xs, ys = synth.support()
-        pool.update(current["model"], xs, ys)
 
     max_s = config.max_minutes * 60 if config.max_minutes else None
     return fit(step, opt, num_steps, scheduler=sched, after_step=after, grad_clip=config.grad_clip,
