@@ -61,8 +61,14 @@ def main() -> None:
     ap.add_argument("--parts", default="krr_st,boost,expand,pca",
                     help="comma-separated subset of krr_st, boost, expand, pca")
     ap.add_argument("--pca-images", type=int, default=50_000, help="images in the PCA timing (CIFAR train size)")
+    ap.add_argument("--against-reference", metavar="PATH", default=None,
+                    help="time the reference KRR-ST code at PATH side by side with ssdd (paper configuration)")
+    ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"))
     ap.add_argument("--out", default="benchmarks/results/speed.json")
     args = ap.parse_args()
+    if args.against_reference:
+        _run_against_reference(args)
+        return
     parts = set(args.parts.split(","))
     unknown = parts - {"krr_st", "boost", "expand", "pca"}
     if unknown:
@@ -122,6 +128,25 @@ def main() -> None:
     print(f"\n{'what':<32}{'amp':>6}{'pairs':>8}{'seconds':>14}")
     for r in rows:
         print(f"{r['what']:<32}{str(r.get('amp', '')):>6}{r['pairs']:>8}{r['s_mean']:>10.3f} ± {r['s_std']:.3f}")
+
+
+def _run_against_reference(args: argparse.Namespace) -> None:
+    from reference_side import against_reference
+
+    dev = api.resolve_device(args.device)
+    res = against_reference(Path(args.against_reference), data_root=args.data_root, repeats=max(args.repeats, 3),
+                            online_steps=args.pool_online_steps, device=dev)
+    record = {"name": "speed-vs-reference", "device": str(dev), "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+              "cpu_capability": torch.backends.cpu.get_cpu_capability(), "ssdd": __version__, **res}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=1))
+    print(f"\n{'what':<40}{'median s':>10}{'min s':>10}")
+    for r in res["rows"]:
+        print(f"{r['what']:<40}{r['s_median']:>10.3f}{r['s_min']:>10.3f}")
+    for name, ratio in res["ratios_vs_reference"].items():
+        print(f"{name} is {ratio:.2f}x the reference's speed")
+    print(f"peak RSS {res['peak_rss_mb']:.0f} MB")
 
 
 if __name__ == "__main__":
