@@ -42,12 +42,13 @@ def expand_pairs(
 
     Returns:
         ``images (|A|·m, C, H, W)`` in the bundle's image space (normalised unless ``image_space`` is
-        ``raw``) and ``targets (|A|·m, D)``, float32 on ``device``.
+        ``raw``) and ``targets (|A|·m, D)``, float32 on ``device``; the distilled set's support pairs up
+        to float rounding (:meth:`~ssdd_cli.methods.synthetic.SyntheticSet.rebuild`).
     """
     synth = synthetic_from_bundle(bundle)
     if device is not None:
         synth.to(device)
-    return synth.support(select_views(bundle, views))
+    return synth.rebuild(select_views(bundle, views))
 
 
 def to_uint8(images: torch.Tensor, bundle: Bundle) -> torch.Tensor:

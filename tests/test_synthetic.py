@@ -176,3 +176,24 @@ def test_fit_approx_networks_learns_a_real_shift() -> None:
     # deterministic per seed
     again, report2 = fit_approx_networks(s, hidden=8, steps=500, lr=1e-2, seed=0)
     assert report2 == report
+
+
+@pytest.mark.parametrize("views", [("identity", "rot90", "rot180", "rot270"), ("rot90", "identity", "hflip+rot90"),
+                                   ("hflip",)])
+@pytest.mark.parametrize("basis_size", [8, 16])
+def test_rebuild_equals_support(views, basis_size: int) -> None:  # type: ignore[no-untyped-def]
+    """The fast expansion path (upsampling folded into the bases, views as pixel gathers) gives support()'s pairs."""
+    g = torch.Generator().manual_seed(3)
+    c, s, u, v, d, m = 3, 16, 10, 6, 12, 5
+    p = c * basis_size * basis_size
+    synth = SyntheticSet(
+        views=("identity", *[w for w in views if w != "identity"]), image_size=s, channels=c,
+        image_basis=(torch.randn(p, generator=g), torch.randn(u, p, generator=g), torch.randn(m, u, generator=g)),
+        repr_basis=(torch.randn(d, generator=g), torch.randn(v, d, generator=g), torch.randn(m, v, generator=g)),
+        view_coeffs={w: torch.randn(m, v, generator=g) for w in views if w != "identity"}, basis_size=basis_size)
+    with torch.no_grad():
+        x0, y0 = synth.support(views)
+    x1, y1 = synth.rebuild(views)
+    torch.testing.assert_close(x1, x0, rtol=1e-5, atol=1e-5)
+    assert torch.equal(y1, y0)
+    assert not torch.equal(x1[:m], x1[m:2 * m])  # the views really differ

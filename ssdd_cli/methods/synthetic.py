@@ -162,6 +162,43 @@ class SyntheticSet(nn.Module):
         ys = [self.decode_targets(self.coeffs(v)) for v in views]
         return torch.cat(xs), torch.cat(ys)
 
+    @torch.no_grad()
+    def rebuild(self, views: tuple[str, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pairs of :meth:`support`, computed for expansion at memory speed (no gradients).
+
+        Bilinear upsampling is linear, so ``Up(μ_x + C_x B_x) = Up(μ_x) + C_x Up(B_x)``: the bases are
+        upsampled once (``U`` rows instead of ``m`` images) and the identity images come out of one matrix
+        product written straight into the preallocated output; every other view is a fixed permutation of
+        the pixels, gathered from it once. The result equals :meth:`support` up to float rounding (the
+        order of the sums in the identity images differs; the views are exact permutations of them).
+        """
+        views = views or self.views
+        m, c, s = self.num_images, self.channels, self.image_size
+        first = self.decode_targets(self.coeffs(views[0]))
+        images = first.new_empty((len(views) * m, c, s, s))
+        targets = first.new_empty((len(views) * m, first.shape[1]))
+        identity = images[:m] if views[0] == "identity" else first.new_empty((m, c, s, s))
+        if self.has_image_basis:
+            mean, basis = self.image_mean, self.image_basis
+            if self.basis_size != s:
+                def up(x: torch.Tensor) -> torch.Tensor:
+                    small = x.reshape(-1, c, self.basis_size, self.basis_size)
+                    return F.interpolate(small, size=(s, s), mode="bilinear", align_corners=False).reshape(x.shape[0], -1)
+
+                mean, basis = up(mean[None])[0], up(basis)
+            torch.addmm(mean, self.image_coeffs, basis, out=identity.view(m, -1))
+        else:
+            identity.copy_(self.images)  # type: ignore[arg-type]
+        pixels = torch.arange(c * s * s, device=identity.device).view(1, c, s, s)
+        flat = identity.view(m, -1)
+        for i, view in enumerate(views):
+            if view != "identity" or i:
+                # a view is a fixed permutation of the pixels: one gather per view, straight into the output
+                perm = apply_view(pixels, view).reshape(-1)
+                torch.index_select(flat, 1, perm, out=images[i * m : (i + 1) * m].view(m, -1))
+            targets[i * m : (i + 1) * m] = first if i == 0 else self.decode_targets(self.coeffs(view))
+        return images, targets
+
     # -- storage ------------------------------------------------------------------------------
     def stored_tensors(self) -> dict[str, torch.Tensor]:
         """The float tensors a bundle stores (keys of ``bundle.py``)."""
