@@ -188,7 +188,8 @@ def fit(
         params_to_clip: tensors to clip (default: every parameter of the optimizer).
         reporter: progress sink (default: silent).
         name: progress-bar label.
-        log_every: how often the loss is read back (a device sync) and recorded.
+        log_every: how often the loss is read back (a device sync), checked and recorded; 0 = never
+            (no host-device synchronisation at all, for inner steps whose divergence shows elsewhere).
         max_seconds: stop early after this wall time (the run keeps what it learnt).
         hint: what to try when the run diverges (ends the error message).
         start: the progress of an interrupted run to continue (steps done, losses so far); the
@@ -247,7 +248,7 @@ def _fit(step: StepFn, optimizer: Optimizer, num_steps: int, *, scheduler: LRSch
                 if left > ETA_NOTE_S and not (max_seconds is not None and max_seconds < left):
                     reporter.note(f"{name}: about {_duration(left)} left for {num_steps - i - 1:,} steps "
                                   f"({per_step:.3g} s per step, measured over the first {i + 1 - first})")
-            if i == 0 or (i + 1) % log_every == 0 or i == num_steps - 1:
+            if log_every and (i == 0 or (i + 1) % log_every == 0 or i == num_steps - 1):
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise NumericalError(f"{name}: the loss became {value} at step {i + 1}; {hint}")

@@ -70,7 +70,9 @@ class ModelPool:
                 out = model(images)
             return mse(out, targets)
 
-        fit(step, self.optimizers[i], steps, log_every=max(steps, 1))
+        # The online step (steps = 1, every outer step) reads nothing back, so it never waits for the device;
+        # a diverging pool model shows up in the outer loss, which is checked.
+        fit(step, self.optimizers[i], steps, log_every=steps if steps > 1 else 0)
 
     def warm_up(self, images: torch.Tensor, targets: torch.Tensor, reporter: ProgressReporter | None = None,
                 max_age: int | None = None) -> None:
