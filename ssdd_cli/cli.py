@@ -94,19 +94,24 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for ssdd errors too.")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Allow torchvision to download CIFAR into --data-root (needs internet).")]
+ThreadsOpt = Annotated[str, typer.Option("--threads", metavar="N|auto", help="CPU threads (auto: the idle cores, or OMP_NUM_THREADS when set).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint (<output>.ckpt).")]
 CheckpointOpt = Annotated[int, typer.Option("--checkpoint-every", metavar="K", help="Steps between checkpoints (0: only when interrupted).")]
 AmpOpt = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast (default with --preset cpu: where the CPU has AMX/AVX512-BF16, or CUDA).")]
 
 
 @contextmanager
-def _session(quiet: bool = False, verbose: bool = False, debug: bool = False) -> Iterator[Any]:
-    """Logging + progress for one command; SsddError → one line on stderr and its exit code."""
+def _session(quiet: bool = False, verbose: bool = False, debug: bool = False, threads: str | None = None) -> Iterator[Any]:
+    """Logging + progress (+ threads) for one command; SsddError → one line on stderr and its exit code."""
     from .reporting import NullReporter, RichReporter, setup_logging
 
     setup_logging(-1 if quiet else (1 if verbose else 0), err)
     reporter = NullReporter() if quiet else RichReporter(err)
     try:
+        if threads is not None:
+            from .device import set_threads
+
+            set_threads(threads)
         yield reporter
     except SsddError as exc:
         reporter.stop()
@@ -178,6 +183,7 @@ def teacher(
     classes: ClassesOpt = None,
     download: DownloadOpt = False,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = "auto",
     seed: SeedOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
@@ -185,7 +191,7 @@ def teacher(
     debug: DebugOpt = False,
 ) -> None:
     """Train a Barlow Twins teacher on DATASET, or convert a checkpoint with --import."""
-    with _session(quiet, verbose, debug) as rep:
+    with _session(quiet, verbose, debug, threads) as rep:
         from . import api
 
         data = _data(data_root, cache_dir, image_size, classes, download)
@@ -251,6 +257,7 @@ def distill(
     classes: ClassesOpt = None,
     download: DownloadOpt = False,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = "auto",
     seed: SeedOpt = None,
     overwrite: OverwriteOpt = False,
     json_out: JsonOpt = False,
@@ -259,7 +266,7 @@ def distill(
     debug: DebugOpt = False,
 ) -> None:
     """Distil DATASET into a bundle of at most --budget image-equivalents."""
-    with _session(quiet, verbose, debug) as rep:
+    with _session(quiet, verbose, debug, threads) as rep:
         from . import api
 
         settings = _settings("distill", config_file, assignments, budget=budget, num_steps=steps, max_minutes=minutes,
@@ -413,6 +420,7 @@ def evaluate(
     cache_dir: CacheOpt = None,
     download: DownloadOpt = False,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = "auto",
     seed: SeedOpt = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", metavar="FILE", help="Also write the report as JSON to this file.")] = None,
     overwrite: OverwriteOpt = False,
@@ -421,7 +429,7 @@ def evaluate(
     debug: DebugOpt = False,
 ) -> None:
     """Pretrain a fresh model on the set's pairs, linear-probe it on --target, and compare with baselines."""
-    with _session(quiet, verbose, debug) as rep:
+    with _session(quiet, verbose, debug, threads) as rep:
         from . import api
 
         settings = _settings("evaluate", config_file, assignments, arch=arch, pretrain_epochs=epochs,

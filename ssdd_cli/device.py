@@ -77,3 +77,36 @@ def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
         yield module
     finally:
         module.train(was_training)
+
+
+def set_threads(spec: str | int | None = "auto") -> int:
+    """Set torch's intra-op threads and return the count.
+
+    ``auto`` leaves an explicit ``OMP_NUM_THREADS`` alone; otherwise it uses the cores this process may
+    run on that are not already busy (the 1-minute load average before the work starts), at least one.
+    Measured on a 2-core machine with one competing busy process, a cpu-preset step took 0.53 s on two
+    threads and 0.33 s on one (0.18 s on two when alone): oversubscribed threads wait for each other.
+
+    Raises:
+        ConfigError: a count below 1 or a word other than ``auto``.
+    """
+    import os
+
+    from .errors import ConfigError
+
+    text = str(spec if spec is not None else "auto").strip().lower()
+    if text == "auto":
+        if os.environ.get("OMP_NUM_THREADS"):
+            return torch.get_num_threads()
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+        count = max(1, cores - busy)
+    else:
+        try:
+            count = int(text)
+        except ValueError:
+            raise ConfigError(f"--threads takes a count or auto, got {spec!r}") from None
+        if count < 1:
+            raise ConfigError(f"--threads must be ≥ 1, got {count}")
+    torch.set_num_threads(count)
+    return count

@@ -133,6 +133,8 @@ CASES: list[tuple[str, list[str], int, str]] = [
      2, "image_size must be >= 1"),
     ("device-cuda", [*D, "--device", "cuda:7" if torch.cuda.is_available() else "cuda", "-o", "x.safetensors"], 6, "cuda"),
     ("device-unknown", [*D, "--device", "tpu", "-o", "x.safetensors"], 6, "unknown device 'tpu'"),
+    ("threads-zero", [*D, "--threads", "0", "-o", "x.safetensors"], 2, "--threads must be ≥ 1"),
+    ("threads-word", [*D, "--threads", "many", "-o", "x.safetensors"], 2, "--threads takes a count or auto"),
     # distill: data, teacher and outputs
     ("dataset-unknown", ["distill", "no-such-set", "--teacher", "t.safetensors", "-o", "x.safetensors"], 3,
      "unknown dataset"),

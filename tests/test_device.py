@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -121,3 +123,17 @@ def test_eval_mode_restores_the_previous_mode() -> None:
     with devmod.eval_mode(m):
         pass
     assert not m.training
+
+
+def test_threads_auto_uses_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--threads auto``: an explicit OMP_NUM_THREADS wins; else the cores not already busy, at least one."""
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert devmod.set_threads("auto") == before
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        monkeypatch.setattr(os, "getloadavg", lambda: (5.0, 0.0, 0.0))  # more busy processes than cores
+        assert devmod.set_threads("auto") == 1 and torch.get_num_threads() == 1
+        assert devmod.set_threads("2") == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
