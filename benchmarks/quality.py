@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                     help="pool ConvNets and evaluation: auto (bf16 where it is fast, the cpu preset), or force one")
+    ap.add_argument("--teacher-cache", type=int, default=0,
+                    help="distil with a teacher cache of this many views instead of a teacher forward per step")
     ap.add_argument("--out", default="benchmarks/results/quality.json")
     args = ap.parse_args()
 
@@ -85,7 +87,8 @@ def main() -> None:
             t1 = time.perf_counter()
             info: dict = {"seed": seed, "method": method}
             steps = {"krr_st": args.krr_steps, "boost": args.boost_steps}.get(method)  # random: no outer loop
-            cfg = distill_config(method, "cpu", data.image_size, budget=args.budget, num_steps=steps, seed=seed, amp=amp)
+            cfg = distill_config(method, "cpu", data.image_size, budget=args.budget, num_steps=steps, seed=seed, amp=amp,
+                                 teacher_cache=args.teacher_cache if steps else None)
             res = api.distill(data, teacher, cfg, device=dev)
             with torch.no_grad():
                 xs, ys = res.synthetic.support()

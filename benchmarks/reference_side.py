@@ -15,6 +15,7 @@ import dataclasses
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,7 +28,7 @@ from ssdd_cli.device import bf16_is_fast, sync
 from ssdd_cli.methods.distill import RealBatches, make_outer_step
 from ssdd_cli.methods.pool import ModelPool
 from ssdd_cli.models import create_model
-from ssdd_cli.teacher import Teacher
+from ssdd_cli.teacher import Teacher, save_teacher
 
 
 class _Target(torch.nn.Module):
@@ -71,9 +72,9 @@ def _reference_step(path: Path, data, teacher: Teacher, xs0: torch.Tensor, ys0: 
     return lambda: run(args, device, target, pool, opt, it, aug, x_syn, y_syn)
 
 
-def _ssdd_step(data, teacher: Teacher, cfg, device: torch.device):  # type: ignore[no-untyped-def]
+def _ssdd_step(data, teacher: Teacher, cfg, device: torch.device, cache: str | None = None):  # type: ignore[no-untyped-def]
     """The outer step of ssdd exactly as its loop runs it (``make_outer_step`` + the AdamW update)."""
-    res = api.distill(data, teacher, dataclasses.replace(cfg, num_steps=0), device=device)
+    res = api.distill(data, teacher, dataclasses.replace(cfg, num_steps=0, teacher_cache=0), device=device)
     synth = res.synthetic.to(device)
     with torch.no_grad():
         xs0, ys0 = synth.support()
@@ -82,7 +83,9 @@ def _ssdd_step(data, teacher: Teacher, cfg, device: torch.device):  # type: igno
     pool.warm_up(xs0, ys0)
     params = [p for p in synth.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    real = RealBatches(data.train_images, cfg.batch_size, data.mean, data.std, cfg.seed, device)
+    views = (api.teacher_view_cache(teacher, data, cfg.teacher_cache, cache=cache, amp=cfg.amp)
+             if cfg.teacher_cache else None)
+    real = RealBatches(data.train_images, cfg.batch_size, data.mean, data.std, cfg.seed, device, cached=views)
     step, after = make_outer_step(synth, teacher, cfg, pool, real)
 
     def one() -> None:
@@ -94,10 +97,11 @@ def _ssdd_step(data, teacher: Teacher, cfg, device: torch.device):  # type: igno
     return one, xs0.detach().cpu(), ys0.detach().cpu()
 
 
-def against_reference(path: Path, *, data_root: str, repeats: int, online_steps: int, device: torch.device) -> dict:
+def against_reference(path: Path, *, data_root: str, repeats: int, online_steps: int, device: torch.device,
+                      dataset: str = "cifar100", teacher_cache: int = 0) -> dict:
     """Alternate reference and ssdd steps; return per-side timings and the speed ratios."""
     try:
-        data = api.load_dataset("cifar100", data_root=data_root)
+        data = api.load_dataset(dataset, data_root=data_root)
     except Exception:  # noqa: BLE001 - no CIFAR here: the built-in data has the same shapes
         data = api.load_dataset("shapes")
     teacher = Teacher(create_model("resnet18", image_size=32, seed=0), arch="resnet18", image_size=32,
@@ -108,6 +112,13 @@ def against_reference(path: Path, *, data_root: str, repeats: int, online_steps:
     for amp in precisions:
         cfg = distill_config("krr_st", "paper", 32, budget=100, pool_online_steps=online_steps, amp=amp)
         sides[f"ssdd {'bf16' if amp else 'fp32'}"], xs0, ys0 = _ssdd_step(data, teacher, cfg, device)
+    if teacher_cache:
+        saved = Path(tempfile.mkdtemp()) / "teacher.safetensors"
+        save_teacher(teacher, saved)  # a file, so the cache has a key
+        cfg = distill_config("krr_st", "paper", 32, budget=100, pool_online_steps=online_steps, amp=precisions[-1],
+                             teacher_cache=teacher_cache)
+        name = f"ssdd {'bf16' if precisions[-1] else 'fp32'}, teacher cache K={teacher_cache}"
+        sides[name], _, _ = _ssdd_step(data, teacher, cfg, device, cache=str(saved.parent / "cache"))
     sides["reference fp32"] = _reference_step(path, data, teacher, xs0, ys0, batch=1024, pool_size=10,
                                               online_steps=online_steps, device=device)
     times: dict[str, list[float]] = {k: [] for k in sides}
@@ -122,7 +133,10 @@ def against_reference(path: Path, *, data_root: str, repeats: int, online_steps:
             for name, t in times.items()]
     ref = statistics.median(times["reference fp32"])
     ratios = {name: ref / statistics.median(t) for name, t in times.items() if name.startswith("ssdd")}
-    return {"rows": rows, "ratios_vs_reference": ratios, "ratio_same_semantics": max(ratios.values()),
+    same = {k: v for k, v in ratios.items() if "cache" not in k}
+    cached = [v for k, v in ratios.items() if "cache" in k]
+    return {"rows": rows, "ratios_vs_reference": ratios, "ratio_same_semantics": max(same.values()),
+            "ratio_cached": cached[0] if cached else None,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "config": {"num_images": 100, "real_batch": 1024, "pool": "10 x convnet 128-256-512", "teacher": "resnet18",
-                       "data": data.name, "pool_online_steps": online_steps}}
+                       "data": data.name, "pool_online_steps": online_steps, "teacher_cache": teacher_cache}}

@@ -64,6 +64,9 @@ def main() -> None:
     ap.add_argument("--against-reference", metavar="PATH", default=None,
                     help="time the reference KRR-ST code at PATH side by side with ssdd (paper configuration)")
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+    ap.add_argument("--reference-data", default="cifar100", help="real data of --against-reference (cifar100 or shapes)")
+    ap.add_argument("--teacher-cache", type=int, default=0,
+                    help="with --against-reference: also time ssdd with a teacher cache of this many views")
     ap.add_argument("--out", default="benchmarks/results/speed.json")
     args = ap.parse_args()
     if args.against_reference:
@@ -141,7 +144,8 @@ def _run_against_reference(args: argparse.Namespace) -> None:
 
     dev = api.resolve_device(args.device)
     res = against_reference(Path(args.against_reference), data_root=args.data_root, repeats=max(args.repeats, 3),
-                            online_steps=args.pool_online_steps, device=dev)
+                            online_steps=args.pool_online_steps, device=dev, dataset=args.reference_data,
+                            teacher_cache=args.teacher_cache)
     record = {"name": "speed-vs-reference", "device": str(dev), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "ssdd": __version__, **res}

@@ -65,7 +65,8 @@ __all__ = [
     "get_method", "import_checkpoint", "import_teacher_to_file", "inspect_bundle", "linear_probe", "list_methods",
     "load_bundle", "load_dataset", "load_teacher", "make_config", "make_teacher", "plan_distillation", "random_pairs",
     "resolve_device", "resolve_teacher", "save_bundle", "save_distilled", "save_teacher", "teacher_config",
-    "teacher_probe_accuracy", "teacher_representations", "teacher_to_file", "train_teacher", "write_expanded",
+    "teacher_probe_accuracy", "teacher_representations", "teacher_to_file", "teacher_view_cache", "train_teacher",
+    "write_expanded",
 ]
 
 
@@ -141,6 +142,56 @@ def teacher_representations(teacher: Teacher, dataset: ImageDataset, *, cache: s
         except OSError as exc:  # a cache only saves time: a full or read-only disk never stops the run
             log.warning("could not write the representation cache %s (%s); continuing without it", path, exc)
     return reps
+
+
+def teacher_view_cache(teacher: Teacher, dataset: ImageDataset, num_views: int, *, cache: str | Path | None = None,
+                       reporter: ProgressReporter | None = None, amp: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher cache: every training image under ``num_views`` fixed crop+flip views (plus itself).
+
+    The views' parameters come from a fixed stream (the same for every run seed, so paired runs share the
+    cache); the teacher's representations of all ``n·(K+1)`` images are computed once on its device (bf16
+    where fast, unless ``amp`` says otherwise), stored as float16 in the cache keyed by the teacher's hash, the
+    images' fingerprint and K, and looked up by the outer loop instead of a teacher forward per step.
+
+    Returns:
+        ``views (n, K+1, 3)`` int64 crop+flip parameters (slot 0: the image itself) and ``targets
+        (n, K+1, D)`` float16.
+    """
+    from . import augment
+    from .rng import stream
+
+    n, k = dataset.train_images.shape[0], num_views
+    gen = stream(0, f"teacher-cache-views-{k}", "cpu")
+    identity = torch.tensor([4, 4, 0]).expand(n, 1, 3)
+    views = torch.cat([identity, augment.crop_flip_params(n * k, gen).view(n, k, 3)], 1).contiguous()
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset.name).strip("_")[:40] or "data"
+    key = f"{safe}-{(teacher.sha256 or 'unsaved')[:16]}-{dataset.fingerprint()[:16]}-k{k}"
+    path = cache_dir(cache) / "teacher-views" / f"{key}.safetensors"
+    if teacher.sha256 and path.exists():
+        try:
+            stored = load_tensors(path)[0]
+            if torch.equal(stored["views"], views):
+                return views, stored["targets"]
+        except (BundleError, KeyError):
+            log.warning("ignoring unreadable teacher cache %s", path)
+    device = teacher.device
+    out = torch.empty(n, k + 1, teacher.repr_dim, dtype=torch.float16)
+    reporter = reporter or NullReporter()
+    reporter.start(f"teacher cache ({k} views + the image)", n)
+    with torch.no_grad():
+        for i in range(0, n, 512):
+            x = augment.to_float(dataset.train_images[i : i + 512].to(device))
+            for slot in range(k + 1):
+                xa = augment.normalize(augment.crop_flip_at(x, views[i : i + 512, slot].to(device)), dataset.mean, dataset.std)
+                out[i : i + 512, slot] = teacher.represent_normalized(xa, amp).half().cpu()
+            reporter.advance(x.shape[0])
+    reporter.stop()
+    if teacher.sha256:
+        try:
+            save_tensors(path, {"views": views, "targets": out})
+        except OSError as exc:
+            log.warning("could not write the teacher cache %s (%s); continuing without it", path, exc)
+    return views, out
 
 
 def make_teacher(dataset: ImageDataset, config: TeacherConfig, *, device: torch.device,
@@ -249,11 +300,14 @@ def distill(dataset: ImageDataset, teacher: Teacher, config: DistillConfig, *, d
             reporter: ProgressReporter | None = None, checkpointing: Checkpointing | None = None) -> DistillResult:
     """Distil ``dataset`` against ``teacher`` (moved to ``device``), with cached teacher representations where needed."""
     teacher.to(device)
-    reprs = None
+    reprs = views = None
     if get_method(config.method).needs_train_reprs:
         reprs = teacher_representations(teacher, dataset, cache=cache, reporter=reporter)
+    if config.teacher_cache and get_method(config.method).trains and config.num_steps > 0:
+        views = teacher_view_cache(teacher, dataset, config.teacher_cache, cache=cache, reporter=reporter,
+                                   amp=None if config.amp is None else config.amp)
     return _distill_loop(dataset, teacher, config, device=device, train_reprs=reprs, plan=plan, reporter=reporter,
-                         checkpointing=checkpointing)
+                         checkpointing=checkpointing, teacher_views=views)
 
 
 def save_distilled(result: DistillResult, path: str | Path, *, overwrite: bool = False) -> Path:

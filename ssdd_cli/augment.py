@@ -63,10 +63,16 @@ def random_crop(x: torch.Tensor, gen: torch.Generator, padding: int = 4) -> torc
     """Random crop of the original size from the zero-padded image (per-sample offsets)."""
     if padding <= 0:
         return x
-    b, c, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
+    b = x.shape[0]
     oy = torch.randint(0, 2 * padding + 1, (b,), generator=gen, device=x.device)
     ox = torch.randint(0, 2 * padding + 1, (b,), generator=gen, device=x.device)
+    return crop_at(x, oy, ox, padding)
+
+
+def crop_at(x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    """Crop of the original size from the zero-padded image at per-sample offsets ``oy``, ``ox`` in ``[0, 2·padding]``."""
+    b, c, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding))
     rows = (oy[:, None] + torch.arange(h, device=x.device)[None, :])  # (B, H)
     cols = (ox[:, None] + torch.arange(w, device=x.device)[None, :])  # (B, W)
     bidx = torch.arange(b, device=x.device)[:, None, None]
@@ -77,6 +83,20 @@ def random_crop(x: torch.Tensor, gen: torch.Generator, padding: int = 4) -> torc
 def crop_flip(x: torch.Tensor, gen: torch.Generator, padding: int = 4) -> torch.Tensor:
     """KRR-ST's real-batch augmentation: random crop with zero padding, then flip p=0.5."""
     return random_flip(random_crop(x, gen, padding), gen)
+
+
+def crop_flip_params(n: int, gen: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """``(n, 3)`` int64 parameters ``(oy, ox, flip)`` of :func:`crop_flip`, drawn once (the teacher cache's views)."""
+    oy = torch.randint(0, 2 * padding + 1, (n,), generator=gen)
+    ox = torch.randint(0, 2 * padding + 1, (n,), generator=gen)
+    flip = (torch.rand(n, generator=gen) < 0.5).long()
+    return torch.stack([oy, ox, flip], 1)
+
+
+def crop_flip_at(x: torch.Tensor, params: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    """:func:`crop_flip` with given per-image parameters ``(B, 3)`` from :func:`crop_flip_params`."""
+    out = crop_at(x, params[:, 0], params[:, 1], padding)
+    return torch.where(params[:, 2].bool().view(-1, 1, 1, 1), out.flip(-1), out)
 
 
 def random_resized_crop(

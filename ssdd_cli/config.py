@@ -101,6 +101,9 @@ class DistillConfig:
     freeze_means: bool = setting(False, "keep the PCA means fixed")
     aug_in_krr: bool = setting(True, "every view enters the KRR support set (else identity only)")
     amp: bool | None = setting(False, "bf16 autocast of the pool ConvNets; none = only where bf16 is fast")
+    teacher_cache: int = setting(0, "K fixed crop+flip views of every real image whose teacher representations are "
+                                    "computed once, cached, and looked up instead of a teacher forward per step "
+                                    "(0 = a teacher forward every step, the reference semantics)")
     max_minutes: float | None = setting(None, "stop the outer loop after this wall time (minutes)")
     seed: int = setting(0, "root random seed")
 
@@ -129,6 +132,7 @@ class DistillConfig:
             ("repr-rank", self.repr_rank is None or self.repr_rank >= 1, "≥ 1"),
             ("basis_size", self.basis_size is None or self.basis_size >= 1, "≥ 1"),
             ("minutes", self.max_minutes is None or self.max_minutes > 0, "> 0"),
+            ("teacher_cache", 0 <= self.teacher_cache <= 64, "in [0, 64]"),
         ]
         for name, ok, rule in checks:
             _check(ok, name, rule, getattr(self, _FIELD_OF.get(name, name.replace("-", "_"))))

@@ -134,3 +134,18 @@ def test_representation_cache_is_keyed_by_content(tiny_data, tiny_teacher, tmp_p
     edited.train_images[0] = 255 - edited.train_images[0]  # one image edited in place
     c = teacher_representations(tiny_teacher, edited, cache=tmp_path)
     assert not torch.equal(c[0], a[0]) and torch.equal(c[1:], a[1:])
+
+
+def test_resume_with_a_teacher_cache_is_bit_identical(tiny_data, tiny_teacher, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The cached views' slot choices are part of the checkpoint too."""
+    cfg = tiny_distill_config("boost", num_steps=6, pool_online_steps=2, teacher_cache=2)
+    full = api.distill(tiny_data, tiny_teacher, cfg, device=CPU, cache=tmp_path)
+    ckpt = Checkpointing(tmp_path / "b.ckpt", every=0, identity=run_identity("distill", cfg, tiny_data, tiny_teacher))
+    with monkeypatch.context() as m:
+        _interrupt_at(m, pool_mod.ModelPool, "update", 4, "signal")
+        with pytest.raises(Interrupted):
+            api.distill(tiny_data, tiny_teacher, cfg, device=CPU, cache=tmp_path, checkpointing=ckpt)
+    ckpt.resume = True
+    again = api.distill(tiny_data, tiny_teacher, cfg, device=CPU, cache=tmp_path, checkpointing=ckpt)
+    assert again.losses == full.losses and all(torch.equal(again.tensors[k], full.tensors[k]) for k in full.tensors)

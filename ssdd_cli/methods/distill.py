@@ -78,15 +78,33 @@ def check_teacher(teacher: Teacher, dataset: ImageDataset) -> None:
 
 
 class RealBatches:
-    """Device-resident real images, shuffled without replacement, augmented in batches (§5.3)."""
+    """Device-resident real images, shuffled without replacement, augmented in batches (§5.3).
+
+    With a teacher cache (``views``: crop+flip parameters ``(n, K+1, 3)`` and ``targets``: the teacher's
+    representations ``(n, K+1, D)`` of those views, slot 0 the un-augmented image), each image of a batch
+    takes one of its cached views at random and comes with its target: no teacher forward.
+    """
 
     def __init__(self, images: torch.Tensor, batch_size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                 seed: int, device: torch.device) -> None:
+                 seed: int, device: torch.device, cached: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         self.images = images.to(device)
         self.mean, self.std = mean, std
         self.order = ShuffledBatches(images.shape[0], batch_size, stream(seed, "real-order", "cpu"), drop_last=True,
                                      device=device)
         self.aug_gen = stream(seed, "real-augment", device)
+        self.cached = cached
+        self.slot_gen = stream(seed, "real-cached-view", "cpu")
+
+    def next_with_targets(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A batch and, with a teacher cache, the teacher's targets for it (else ``None``)."""
+        if self.cached is None:
+            return self.next(), None
+        views, targets = self.cached
+        idx = self.order.next()
+        cpu_idx = idx.cpu()
+        slots = torch.randint(0, views.shape[1], (idx.shape[0],), generator=self.slot_gen)
+        x = augment.crop_flip_at(augment.to_float(self.images[idx]), views[cpu_idx, slots].to(idx.device))
+        return augment.normalize(x, self.mean, self.std), targets[cpu_idx, slots].to(idx.device).float()
 
     def next(self) -> torch.Tensor:
         """A normalised, crop+flip-augmented batch ``(b, C, H, W)``."""
@@ -100,12 +118,14 @@ class RealBatches:
         state.values["real"] = {"sizes": sizes}
         state.put_generator("real-order", self.order.generator)
         state.put_generator("real-augment", self.aug_gen)
+        state.put_generator("real-cached-view", self.slot_gen)
 
     def load_state(self, state: State) -> None:
         """Continue exactly where :meth:`save_state` was taken."""
         self.order.restore(state.tensors["real.remaining"], state.values["real"]["sizes"])
         state.get_generator("real-order", self.order.generator)
         state.get_generator("real-augment", self.aug_gen)
+        state.get_generator("real-cached-view", self.slot_gen)
 
 
 def distill(
@@ -118,6 +138,7 @@ def distill(
     plan: SizePlan | None = None,
     reporter: ProgressReporter | None = None,
     checkpointing: Checkpointing | None = None,
+    teacher_views: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> DistillResult:
     """Distil ``dataset`` with ``config.method`` against ``teacher`` (already on ``device``).
 
@@ -133,6 +154,8 @@ def distill(
         plan: the storage plan from :func:`plan_distillation` (computed here when not given).
         reporter: progress sink.
         checkpointing: where to checkpoint the outer loop and whether to resume from it.
+        teacher_views: the teacher cache (``config.teacher_cache`` > 0): view parameters and targets, from
+            :func:`ssdd_cli.api.teacher_view_cache`.
 
     Raises:
         ConfigError: a configuration over budget or inconsistent with the data, or a checkpoint of another run.
@@ -154,8 +177,10 @@ def distill(
         xs0, ys0 = synth.support()
 
     steps = config.num_steps if method.trains else 0
-    result = (_outer_loop(synth, dataset, teacher, config, steps, xs0, ys0, device, reporter, checkpointing, resume)
-              if steps > 0 else None)
+    if steps > 0 and config.teacher_cache and teacher_views is None:
+        raise ValueError("config.teacher_cache needs teacher_views (see ssdd_cli.api.teacher_view_cache)")
+    result = (_outer_loop(synth, dataset, teacher, config, steps, xs0, ys0, device, reporter, checkpointing, resume,
+                          teacher_views) if steps > 0 else None)
     with torch.no_grad():
         xs1, ys1 = synth.support()
         # How far the outer loop moved the support set from its initialisation (relative Frobenius norm):
@@ -215,9 +240,11 @@ def make_outer_step(synth: SyntheticSet, teacher: Teacher, config: DistillConfig
     def step(_: int) -> torch.Tensor:
         xs, ys = synth.support(support_views)
         current["model"] = pool.sample()
-        xr = real.next().contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
-            target = teacher.represent_normalized(xr, config.amp)
+        xr, target = real.next_with_targets()
+        xr = xr.contiguous(memory_format=torch.channels_last)
+        if target is None:
+            with torch.no_grad():
+                target = teacher.represent_normalized(xr, config.amp)
         return outer_loss(pool.models[current["model"]], xs, ys, xr, target, ridge=config.ridge, amp=config.amp)
 
     def after(_: int) -> None:
@@ -236,7 +263,8 @@ def run_identity(kind: str, config: Any, dataset: ImageDataset, teacher: Teacher
 
 def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, config: DistillConfig, num_steps: int,
                 xs0: torch.Tensor, ys0: torch.Tensor, device: torch.device, reporter: ProgressReporter,
-                checkpointing: Checkpointing | None, resume: State | None):  # type: ignore[no-untyped-def]
+                checkpointing: Checkpointing | None, resume: State | None,
+                teacher_views: tuple[torch.Tensor, torch.Tensor] | None = None):  # type: ignore[no-untyped-def]
     """The KRR outer loop over a model pool (shared by every method that trains)."""
     pool = ModelPool(
         arch=config.pool_arch, image_size=dataset.image_size, out_dim=teacher.repr_dim, size=config.pool_size,
@@ -250,7 +278,8 @@ def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, co
               {"params": target_params, "lr": config.lr_targets or config.lr}]
     opt = make_optimizer("adamw", [g for g in groups if g["params"]], config.lr, weight_decay=0.0)
     sched = make_schedule(opt, "linear", max(num_steps, 1), final_factor=config.lr_final_factor)
-    real = RealBatches(dataset.train_images, config.batch_size, dataset.mean, dataset.std, config.seed, device)
+    real = RealBatches(dataset.train_images, config.batch_size, dataset.mean, dataset.std, config.seed, device,
+                       cached=teacher_views if config.teacher_cache else None)
     step, after = make_outer_step(synth, teacher, config, pool, real)
     start = None
     if resume is not None:
