@@ -238,7 +238,7 @@ def teacher_to_file(dataset: str, *, output: str | Path | None = None, data: Dat
     reporter.note(f"training {config.arch} teacher on {ds.name} ({ds.train_images.shape[0]:,} images, {ds.image_size}px) "
                   f"on {dev} for {config.num_steps:,} steps" + (f" or {config.max_minutes} min" if config.max_minutes else "")
                   + f": {config.optimizer} lr {config.lr:g}, batch {config.batch_size}, "
-                  f"{'bf16' if use_amp(dev, config.amp) else 'fp32'}, {torch.get_num_threads()} threads, preset {preset}")
+                  f"{'bf16' if use_amp(dev, config.amp) else 'fp32'}, {_threads()}, preset {preset}")
     if dev.type == "cpu" and preset == "paper":
         reporter.note("note: the paper preset (ResNet-18, LARS, 1000 epochs) is sized for GPUs; on a CPU --preset cpu "
                       "(docs/cpu-preset.md) trains a small ConvNet in minutes")
@@ -248,6 +248,11 @@ def teacher_to_file(dataset: str, *, output: str | Path | None = None, data: Dat
     save_teacher(teacher, target, overwrite=overwrite)
     ckpt.remove()
     return TeacherRun(teacher, target)
+
+
+def _threads() -> str:
+    n = torch.get_num_threads()
+    return f"{n} thread{'s' if n != 1 else ''}"
 
 
 def _checkpointing(output: str | Path, identity: dict[str, Any], every: int, resume: bool,
@@ -357,7 +362,7 @@ def distill_to_file(
     entry = get_method(config.method)
     steps = (f"{config.num_steps:,} steps" + (f" or {config.max_minutes} min" if config.max_minutes else "")
              + f", lr {config.lr:g}, batch {config.batch_size}, pool {config.pool_size}×{config.pool_arch}, "
-             f"{'bf16' if use_amp(dev, config.amp) else 'fp32'}, {torch.get_num_threads()} threads")
+             f"{'bf16' if use_amp(dev, config.amp) else 'fp32'}, {_threads()}")
     reporter.note(f"distilling {ds.name} with {config.method} on {dev}: m={plan.size.num_images}, "
                   f"views={','.join(config.views)}, " + (steps if entry.trains else "no outer loop") + f", preset {preset}")
     if dev.type == "cpu" and preset == "paper" and entry.trains:
