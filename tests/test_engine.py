@@ -7,22 +7,14 @@ import torch
 
 from ssdd_cli import engine
 from ssdd_cli.errors import NumericalError
+from ssdd_cli.reporting import NullReporter
 
 
-class Notes:
+class Notes(NullReporter):
     """A reporter that keeps the notes it is given."""
 
     def __init__(self) -> None:
         self.notes: list[str] = []
-
-    def start(self, name: str, total: int | None) -> None:  # noqa: D102
-        pass
-
-    def advance(self, n: int = 1, **metrics: float) -> None:  # noqa: D102
-        pass
-
-    def stop(self) -> None:  # noqa: D102
-        pass
 
     def note(self, message: str) -> None:  # noqa: D102
         self.notes.append(message)
