@@ -119,6 +119,12 @@ def resolve_teacher(path: str | Path | None, dataset: ImageDataset, *, device: t
     return teacher
 
 
+def _cache_key(teacher: Teacher, dataset: ImageDataset) -> str:
+    """File-name key of a cache derived from a teacher and data: their content hashes (the name is for people)."""
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset.name).strip("_")[:40] or "data"
+    return f"{readable}-{(teacher.sha256 or 'unsaved')[:16]}-{dataset.fingerprint()[:16]}"
+
+
 def teacher_representations(teacher: Teacher, dataset: ImageDataset, *, cache: str | Path | None = None,
                             reporter: ProgressReporter | None = None) -> torch.Tensor:
     """Teacher representations of every training image (fp32), cached on disk by content.
@@ -128,8 +134,7 @@ def teacher_representations(teacher: Teacher, dataset: ImageDataset, *, cache: s
     """
     path = None
     if teacher.sha256:
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset.name).strip("_")[:40] or "data"
-        path = cache_dir(cache) / "reprs" / f"{safe}-{teacher.sha256[:16]}-{dataset.fingerprint()[:16]}.safetensors"
+        path = cache_dir(cache) / "reprs" / f"{_cache_key(teacher, dataset)}.safetensors"
         if path.exists():
             try:
                 return load_tensors(path)[0]["reprs"]
@@ -164,9 +169,7 @@ def teacher_view_cache(teacher: Teacher, dataset: ImageDataset, num_views: int, 
     gen = stream(0, f"teacher-cache-views-{k}", "cpu")
     identity = torch.tensor([4, 4, 0]).expand(n, 1, 3)
     views = torch.cat([identity, augment.crop_flip_params(n * k, gen).view(n, k, 3)], 1).contiguous()
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset.name).strip("_")[:40] or "data"
-    key = f"{safe}-{(teacher.sha256 or 'unsaved')[:16]}-{dataset.fingerprint()[:16]}-k{k}"
-    path = cache_dir(cache) / "teacher-views" / f"{key}.safetensors"
+    path = cache_dir(cache) / "teacher-views" / f"{_cache_key(teacher, dataset)}-k{k}.safetensors"
     if teacher.sha256 and path.exists():
         try:
             stored = load_tensors(path)[0]
@@ -230,11 +233,13 @@ def teacher_to_file(dataset: str, *, output: str | Path | None = None, data: Dat
     reporter = reporter or NullReporter()
     config = teacher_config(preset, **(settings or {}))
     check_model_name(config.arch)
-    if output is not None:
+    if output is not None:  # the default path is known once the data is (its name and size)
         check_output(output, overwrite)
+        check_checkpoint(output, resume, overwrite)
     dev = resolve_device(device)
     ds = data.load(dataset, reporter=reporter)
     target = Path(output) if output is not None else check_output(default_teacher_path(ds.name, ds.image_size, data.cache_dir), overwrite)
+    ckpt_path = check_checkpoint(target, resume, overwrite)
     reporter.note(f"training {config.arch} teacher on {ds.name} ({ds.train_images.shape[0]:,} images, {ds.image_size}px) "
                   f"on {dev} for {config.num_steps:,} steps" + (f" or {config.max_minutes} min" if config.max_minutes else "")
                   + f": {config.optimizer} lr {config.lr:g}, batch {config.batch_size}, "
@@ -242,7 +247,7 @@ def teacher_to_file(dataset: str, *, output: str | Path | None = None, data: Dat
     if dev.type == "cpu" and preset == "paper":
         reporter.note("note: the paper preset (ResNet-18, LARS, 1000 epochs) is sized for GPUs; on a CPU --preset cpu "
                       "(docs/cpu-preset.md) trains a small ConvNet in minutes")
-    ckpt = _checkpointing(target, run_identity("teacher", config, ds), checkpoint_every, resume, overwrite)
+    ckpt = Checkpointing(ckpt_path, checkpoint_every, run_identity("teacher", config, ds), resume)
     teacher = make_teacher(ds, config, device=dev, probe=eval_config(preset) if probe else None, reporter=reporter,
                            checkpointing=ckpt)
     save_teacher(teacher, target, overwrite=overwrite)
@@ -255,9 +260,10 @@ def _threads() -> str:
     return f"{n} thread{'s' if n != 1 else ''}"
 
 
-def _checkpointing(output: str | Path, identity: dict[str, Any], every: int, resume: bool,
-                   overwrite: bool) -> Checkpointing:
-    """The checkpoint beside ``output``; an earlier run's checkpoint is kept unless resumed or ``overwrite``.
+def check_checkpoint(output: str | Path, resume: bool, overwrite: bool) -> Path:
+    """The checkpoint path beside ``output``, checked before any work.
+
+    An earlier run's checkpoint is kept unless resumed or ``overwrite``; ``resume`` needs one.
 
     Raises:
         OutputError: a checkpoint of an interrupted run exists and neither ``resume`` nor ``overwrite`` is given.
@@ -271,7 +277,7 @@ def _checkpointing(output: str | Path, identity: dict[str, Any], every: int, res
             raise OutputError(f"{path} holds the checkpoint of an interrupted run; pass --resume to continue it "
                               "or --overwrite to start afresh")
         check_output(path, overwrite=True)  # a regular file only
-    return Checkpointing(path, every, identity, resume)
+    return path
 
 
 def import_teacher_to_file(checkpoint: str | Path, output: str | Path, *, dataset: str | None = None,
@@ -310,7 +316,7 @@ def distill(dataset: ImageDataset, teacher: Teacher, config: DistillConfig, *, d
         reprs = teacher_representations(teacher, dataset, cache=cache, reporter=reporter)
     if config.teacher_cache and get_method(config.method).trains and config.num_steps > 0:
         views = teacher_view_cache(teacher, dataset, config.teacher_cache, cache=cache, reporter=reporter,
-                                   amp=None if config.amp is None else config.amp)
+                                   amp=config.amp)
     return _distill_loop(dataset, teacher, config, device=device, train_reprs=reprs, plan=plan, reporter=reporter,
                          checkpointing=checkpointing, teacher_views=views)
 
@@ -349,8 +355,7 @@ def distill_to_file(
     config = distill_config(method, preset, data.expected_image_size(dataset), **settings)
     check_output(output, overwrite)
     check_model_name(config.pool_arch)
-    if resume and not checkpoint_path(output).exists():
-        raise ConfigError(f"--resume: no checkpoint at {checkpoint_path(output)}; run without --resume to start afresh")
+    ckpt_path = check_checkpoint(output, resume, overwrite)
     dev = resolve_device(device)
     ds = data.load(dataset, reporter=reporter)
     if ds.image_size != data.expected_image_size(dataset):  # a folder at its own size: size-dependent presets
@@ -368,7 +373,7 @@ def distill_to_file(
     if dev.type == "cpu" and preset == "paper" and entry.trains:
         reporter.note("note: the paper preset (ConvNet pool of 10, real batch 1024) is sized for GPUs; on a CPU "
                       "--preset cpu (docs/cpu-preset.md) is several times faster per step")
-    ckpt = _checkpointing(output, run_identity("distill", config, ds, t), checkpoint_every, resume, overwrite)
+    ckpt = Checkpointing(ckpt_path, checkpoint_every, run_identity("distill", config, ds, t), resume)
     result = distill(ds, t, config, device=dev, cache=data.cache_dir, plan=plan, reporter=reporter, checkpointing=ckpt)
     save_distilled(result, output, overwrite=overwrite)
     ckpt.remove()

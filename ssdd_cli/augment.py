@@ -82,14 +82,15 @@ def crop_at(x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, padding: int = 
 
 def crop_flip(x: torch.Tensor, gen: torch.Generator, padding: int = 4) -> torch.Tensor:
     """KRR-ST's real-batch augmentation: random crop with zero padding, then flip p=0.5."""
-    return random_flip(random_crop(x, gen, padding), gen)
+    return crop_flip_at(x, crop_flip_params(x.shape[0], gen, padding, device=x.device), padding)
 
 
-def crop_flip_params(n: int, gen: torch.Generator, padding: int = 4) -> torch.Tensor:
-    """``(n, 3)`` int64 parameters ``(oy, ox, flip)`` of :func:`crop_flip`, drawn once (the teacher cache's views)."""
-    oy = torch.randint(0, 2 * padding + 1, (n,), generator=gen)
-    ox = torch.randint(0, 2 * padding + 1, (n,), generator=gen)
-    flip = (torch.rand(n, generator=gen) < 0.5).long()
+def crop_flip_params(n: int, gen: torch.Generator, padding: int = 4,
+                     device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(n, 3)`` int64 parameters ``(oy, ox, flip)`` of :func:`crop_flip` (drawn once for the teacher cache's views)."""
+    oy = torch.randint(0, 2 * padding + 1, (n,), generator=gen, device=device)
+    ox = torch.randint(0, 2 * padding + 1, (n,), generator=gen, device=device)
+    flip = (torch.rand(n, generator=gen, device=device) < 0.5).long()
     return torch.stack([oy, ox, flip], 1)
 
 

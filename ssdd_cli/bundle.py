@@ -478,12 +478,11 @@ def load_teacher_file(path: str | Path) -> TeacherFile:
             f"{path}: not an ssdd teacher file{hint}; make one with `ssdd teacher DATASET -o FILE` "
             "or convert a checkpoint with `ssdd teacher --import CKPT`"
         )
-    meta = decode_meta({k: v for k, v in raw.items() if k == "format_version"}, _TEACHER_SCHEMA, str(path))
+    meta = decode_meta(raw, _TEACHER_SCHEMA, str(path))
     required = TEACHER_REQUIRED + ((CHECKSUM_KEY,) if meta.get("format_version", 0) >= 2 else ())
     missing = [k for k in required if k not in raw]
     if missing:
         raise BundleError(f"{path}: teacher metadata lacks {', '.join(missing)}; the file is corrupt")
-    meta = decode_meta(raw, _TEACHER_SCHEMA, str(path))
     if meta["format_version"] > FORMAT_VERSION:
         raise BundleError(f"{path}: teacher format v{meta['format_version']} is newer than this ssdd; upgrade ssdd")
     return TeacherFile(tensors, meta, path)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from collections.abc import Iterator
 
 import torch
 
-from .errors import DeviceError
+from .errors import ConfigError, DeviceError
 
 
 def resolve_device(spec: str | None = "auto") -> torch.device:
@@ -81,9 +83,6 @@ def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 def busy_cores(seconds: float = 0.25) -> float:
     """How many cores other work keeps busy right now (from ``/proc/stat`` over ``seconds``; 0 where unknown)."""
-    import os
-    import time
-
     def sample() -> tuple[int, int]:
         with open("/proc/stat") as f:
             fields = [int(v) for v in f.readline().split()[1:]]
@@ -111,10 +110,6 @@ def set_threads(spec: str | int | None = "auto") -> int:
     Raises:
         ConfigError: a count below 1 or a word other than ``auto``.
     """
-    import os
-
-    from .errors import ConfigError
-
     text = str(spec if spec is not None else "auto").strip().lower()
     if text == "auto":
         if os.environ.get("OMP_NUM_THREADS"):

@@ -17,7 +17,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
-from .checkpoint import StopRequest, stop_on_signals
+from .checkpoint import stop_on_signals
 from .errors import ConfigError, Interrupted, NumericalError
 from .reporting import NullReporter, ProgressReporter
 
@@ -203,18 +203,6 @@ def fit(
         NumericalError: the loss or a trained tensor became NaN or infinite (checked when the loss is read).
         Interrupted: a signal arrived while checkpointing was on; the checkpoint is saved.
     """
-    with stop_on_signals() if checkpoint is not None else contextlib.nullcontext(None) as stop:
-        return _fit(step, optimizer, num_steps, scheduler=scheduler, after_step=after_step, grad_clip=grad_clip,
-                    params_to_clip=params_to_clip, reporter=reporter, name=name, log_every=log_every,
-                    max_seconds=max_seconds, hint=hint, start=start, checkpoint=checkpoint,
-                    checkpoint_every=checkpoint_every, stop=stop)
-
-
-def _fit(step: StepFn, optimizer: Optimizer, num_steps: int, *, scheduler: LRScheduler | None,
-         after_step: Callable[[int], None] | None, grad_clip: float, params_to_clip: Iterable[torch.Tensor] | None,
-         reporter: ProgressReporter | None, name: str, log_every: int, max_seconds: float | None, hint: str,
-         start: FitResult | None, checkpoint: Callable[[FitResult], None] | None, checkpoint_every: int,
-         stop: StopRequest | None) -> FitResult:
     reporter = reporter or NullReporter()
     trained = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
     clip_params = list(params_to_clip) if params_to_clip is not None else trained
@@ -222,6 +210,8 @@ def _fit(step: StepFn, optimizer: Optimizer, num_steps: int, *, scheduler: LRSch
     reported = first = result.steps
     t0 = time.perf_counter()
     estimated = False
+    cleanup = contextlib.ExitStack()
+    stop = cleanup.enter_context(stop_on_signals()) if checkpoint is not None else None
     reporter.start(name, num_steps)
     if reported:
         reporter.advance(reported)
@@ -267,5 +257,6 @@ def _fit(step: StepFn, optimizer: Optimizer, num_steps: int, *, scheduler: LRSch
                 break
     finally:
         reporter.stop()
+        cleanup.close()
     result.seconds = time.perf_counter() - t0
     return result
