@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from . import distributed
 from .bundle import Bundle, BundleMeta, load_bundle, load_tensors, save_bundle, save_tensors, tensor_checksum
 from .checkpoint import Checkpointing, checkpoint_path
 from .config import (
@@ -203,7 +204,7 @@ def make_teacher(dataset: ImageDataset, config: TeacherConfig, *, device: torch.
     """Train a Barlow Twins teacher on ``dataset``; with ``probe``, record its linear-probe accuracy on it."""
     teacher, _ = train_teacher(dataset.train_images, mean=dataset.mean, std=dataset.std, config=config,
                                device=device, dataset_name=dataset.name, reporter=reporter, checkpointing=checkpointing)
-    if probe is not None:
+    if probe is not None and distributed.is_main():  # under torchrun only rank 0 writes the teacher
         # a short run gets a short probe: twice its own length, at least 200 steps, at most the configured probe
         probe = make_config(EvalConfig, {**to_dict(probe),
                                          "probe_steps": min(probe.probe_steps, max(200, 2 * teacher.meta["steps_done"]))})
@@ -228,16 +229,18 @@ def teacher_to_file(dataset: str, *, output: str | Path | None = None, data: Dat
     """``ssdd teacher DATASET``: train a teacher and write it to ``output`` (default: the cache, for ``distill``).
 
     The run checkpoints beside the output every ``checkpoint_every`` steps and on SIGINT/SIGTERM;
-    ``resume`` continues from that checkpoint (bit-identically on the same device).
+    ``resume`` continues from that checkpoint (bit-identically on the same device). Under torchrun
+    every process trains its part of each batch and rank 0 alone reports and writes.
     """
-    reporter = reporter or NullReporter()
+    reporter = reporter if reporter is not None and distributed.is_main() else NullReporter()
     config = teacher_config(preset, **(settings or {}))
     check_model_name(config.arch)
     if output is not None:  # the default path is known once the data is (its name and size)
         check_output(output, overwrite)
         check_checkpoint(output, resume, overwrite)
-    dev = resolve_device(device)
-    ds = data.load(dataset, reporter=reporter)
+    dev = distributed.setup(device)
+    with distributed.main_first():  # rank 0 decodes and caches the data, the others read the cache
+        ds = data.load(dataset, reporter=reporter)
     target = Path(output) if output is not None else check_output(default_teacher_path(ds.name, ds.image_size, data.cache_dir), overwrite)
     ckpt_path = check_checkpoint(target, resume, overwrite)
     reporter.note(f"training {config.arch} teacher on {ds.name} ({ds.train_images.shape[0]:,} images, {ds.image_size}px) "
@@ -250,8 +253,9 @@ def teacher_to_file(dataset: str, *, output: str | Path | None = None, data: Dat
     ckpt = Checkpointing(ckpt_path, checkpoint_every, run_identity("teacher", config, ds), resume)
     teacher = make_teacher(ds, config, device=dev, probe=eval_config(preset) if probe else None, reporter=reporter,
                            checkpointing=ckpt)
-    save_teacher(teacher, target, overwrite=overwrite)
-    ckpt.remove()
+    if distributed.is_main():
+        save_teacher(teacher, target, overwrite=overwrite)
+        ckpt.remove()
     return TeacherRun(teacher, target)
 
 
@@ -312,11 +316,12 @@ def distill(dataset: ImageDataset, teacher: Teacher, config: DistillConfig, *, d
     """Distil ``dataset`` against ``teacher`` (moved to ``device``), with cached teacher representations where needed."""
     teacher.to(device)
     reprs = views = None
-    if get_method(config.method).needs_train_reprs:
-        reprs = teacher_representations(teacher, dataset, cache=cache, reporter=reporter)
-    if config.teacher_cache and get_method(config.method).trains and config.num_steps > 0:
-        views = teacher_view_cache(teacher, dataset, config.teacher_cache, cache=cache, reporter=reporter,
-                                   amp=config.amp)
+    with distributed.main_first():  # under torchrun rank 0 fills the caches, the others read them
+        if get_method(config.method).needs_train_reprs:
+            reprs = teacher_representations(teacher, dataset, cache=cache, reporter=reporter)
+        if config.teacher_cache and get_method(config.method).trains and config.num_steps > 0:
+            views = teacher_view_cache(teacher, dataset, config.teacher_cache, cache=cache, reporter=reporter,
+                                       amp=config.amp)
     return _distill_loop(dataset, teacher, config, device=device, train_reprs=reprs, plan=plan, reporter=reporter,
                          checkpointing=checkpointing, teacher_views=views)
 
@@ -347,17 +352,19 @@ def distill_to_file(
     The configuration (``settings`` over the preset), the output path and the architecture are checked
     before any data loads; the storage plan goes to ``on_plan`` before any work. The outer loop
     checkpoints beside the output every ``checkpoint_every`` steps and on SIGINT/SIGTERM; ``resume``
-    continues from that checkpoint (bit-identically on the same device).
+    continues from that checkpoint (bit-identically on the same device). Under torchrun each outer
+    step's real batch is split over the processes and rank 0 alone reports and writes.
     """
-    reporter = reporter or NullReporter()
+    reporter = reporter if reporter is not None and distributed.is_main() else NullReporter()
     settings = dict(settings or {})
     method = settings.pop("method", method)
     config = distill_config(method, preset, data.expected_image_size(dataset), **settings)
     check_output(output, overwrite)
     check_model_name(config.pool_arch)
     ckpt_path = check_checkpoint(output, resume, overwrite)
-    dev = resolve_device(device)
-    ds = data.load(dataset, reporter=reporter)
+    dev = distributed.setup(device)
+    with distributed.main_first():
+        ds = data.load(dataset, reporter=reporter)
     if ds.image_size != data.expected_image_size(dataset):  # a folder at its own size: size-dependent presets
         config = distill_config(method, preset, ds.image_size, **settings)
     t = resolve_teacher(teacher, ds, device=dev, cache=data.cache_dir)
@@ -375,8 +382,9 @@ def distill_to_file(
                       "--preset cpu (docs/cpu-preset.md) is several times faster per step")
     ckpt = Checkpointing(ckpt_path, checkpoint_every, run_identity("distill", config, ds, t), resume)
     result = distill(ds, t, config, device=dev, cache=data.cache_dir, plan=plan, reporter=reporter, checkpointing=ckpt)
-    save_distilled(result, output, overwrite=overwrite)
-    ckpt.remove()
+    if distributed.is_main():
+        save_distilled(result, output, overwrite=overwrite)
+        ckpt.remove()
     return result
 
 

@@ -9,7 +9,10 @@ Two families live here:
   ``identity``, ``rot90``, ``rot180``, ``rot270``, ``hflip`` and combinations such as
   ``hflip+rot90`` (applied left to right).
 
-Images are float tensors ``(B, C, H, W)``; random ops expect raw pixels in [0, 1].
+Images are float tensors ``(B, C, H, W)``; random ops expect raw pixels in [0, 1]. The Barlow
+Twins ops accept ``rows=(start, total)``: ``x`` is rows ``start…`` of a batch of ``total``, and each
+random parameter is drawn for the whole batch and sliced, so a batch split over processes is
+augmented exactly as it would be in one piece.
 """
 
 from __future__ import annotations
@@ -49,13 +52,24 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 # random training augmentations
 
 
-def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    return torch.rand(n, generator=gen, device=device) * (hi - lo) + lo
+Rows = tuple[int, int]  # (first row of x, size of the whole batch the draws are made for)
 
 
-def random_flip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:
+def _rand(x: torch.Tensor, gen: torch.Generator, rows: Rows | None = None) -> torch.Tensor:
+    """One uniform [0, 1) number per image of ``x`` (drawn for the whole batch when ``rows`` is given)."""
+    if rows is None:
+        return torch.rand(x.shape[0], generator=gen, device=x.device)
+    start, total = rows
+    return torch.rand(total, generator=gen, device=x.device)[start: start + x.shape[0]]
+
+
+def _uniform(x: torch.Tensor, lo: float, hi: float, gen: torch.Generator, rows: Rows | None = None) -> torch.Tensor:
+    return _rand(x, gen, rows) * (hi - lo) + lo
+
+
+def random_flip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5, rows: Rows | None = None) -> torch.Tensor:
     """Flip each image horizontally with probability ``p``."""
-    mask = torch.rand(x.shape[0], generator=gen, device=x.device) < p
+    mask = _rand(x, gen, rows) < p
     return torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
@@ -105,17 +119,18 @@ def random_resized_crop(
     gen: torch.Generator,
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    rows: Rows | None = None,
 ) -> torch.Tensor:
     """RandomResizedCrop to the input size, by one batched ``grid_sample`` (bilinear)."""
     b, _, h, w = x.shape
     dev = x.device
-    area = _uniform(b, *scale, gen, dev)
-    log_r = _uniform(b, math.log(ratio[0]), math.log(ratio[1]), gen, dev)
+    area = _uniform(x, *scale, gen, rows)
+    log_r = _uniform(x, math.log(ratio[0]), math.log(ratio[1]), gen, rows)
     aspect = torch.exp(log_r)
     cw = torch.sqrt(area * aspect).clamp(max=1.0)  # crop width as a fraction of the image
     ch = torch.sqrt(area / aspect).clamp(max=1.0)
-    cx = (torch.rand(b, generator=gen, device=dev) * 2 - 1) * (1 - cw)  # crop centre in [-1, 1]
-    cy = (torch.rand(b, generator=gen, device=dev) * 2 - 1) * (1 - ch)
+    cx = (_rand(x, gen, rows) * 2 - 1) * (1 - cw)  # crop centre in [-1, 1]
+    cy = (_rand(x, gen, rows) * 2 - 1) * (1 - ch)
     theta = torch.zeros(b, 2, 3, device=dev, dtype=x.dtype)
     theta[:, 0, 0] = cw
     theta[:, 0, 2] = cx
@@ -162,44 +177,48 @@ def color_jitter(
     saturation: float = 0.2,
     hue: float = 0.1,
     p: float = 0.8,
+    rows: Rows | None = None,
 ) -> torch.Tensor:
     """Colour jitter applied to each image with probability ``p`` (fixed order b, c, s, h)."""
-    b = x.shape[0]
-    dev = x.device
-    apply = (torch.rand(b, generator=gen, device=dev) < p).view(-1, 1, 1, 1)
+    apply = (_rand(x, gen, rows) < p).view(-1, 1, 1, 1)
     out = x
     if brightness:
-        out = (out * _uniform(b, 1 - brightness, 1 + brightness, gen, dev).view(-1, 1, 1, 1)).clamp(0, 1)
+        out = (out * _uniform(x, 1 - brightness, 1 + brightness, gen, rows).view(-1, 1, 1, 1)).clamp(0, 1)
     if contrast:
         mean = _gray(out).mean(dim=(1, 2, 3), keepdim=True)
-        out = _blend(out, mean.expand_as(out), _uniform(b, 1 - contrast, 1 + contrast, gen, dev))
+        out = _blend(out, mean.expand_as(out), _uniform(x, 1 - contrast, 1 + contrast, gen, rows))
     if saturation:
-        out = _blend(out, _gray(out).expand_as(out), _uniform(b, 1 - saturation, 1 + saturation, gen, dev))
+        out = _blend(out, _gray(out).expand_as(out), _uniform(x, 1 - saturation, 1 + saturation, gen, rows))
     if hue:
-        out = _hue_rotate(out, _uniform(b, -hue, hue, gen, dev))
+        out = _hue_rotate(out, _uniform(x, -hue, hue, gen, rows))
     return torch.where(apply, out, x)
 
 
-def random_grayscale(x: torch.Tensor, gen: torch.Generator, p: float = 0.2) -> torch.Tensor:
+def random_grayscale(x: torch.Tensor, gen: torch.Generator, p: float = 0.2, rows: Rows | None = None) -> torch.Tensor:
     """Replace each image by its luma (3 channels) with probability ``p``."""
-    mask = (torch.rand(x.shape[0], generator=gen, device=x.device) < p).view(-1, 1, 1, 1)
+    mask = (_rand(x, gen, rows) < p).view(-1, 1, 1, 1)
     return torch.where(mask, _gray(x).expand_as(x), x)
 
 
-def random_solarize(x: torch.Tensor, gen: torch.Generator, p: float = 0.2, threshold: float = 0.5) -> torch.Tensor:
+def random_solarize(x: torch.Tensor, gen: torch.Generator, p: float = 0.2, threshold: float = 0.5,
+                    rows: Rows | None = None) -> torch.Tensor:
     """Invert pixels above ``threshold`` with probability ``p`` per image."""
-    mask = (torch.rand(x.shape[0], generator=gen, device=x.device) < p).view(-1, 1, 1, 1)
+    mask = (_rand(x, gen, rows) < p).view(-1, 1, 1, 1)
     return torch.where(mask & (x >= threshold), 1 - x, x)
 
 
-def barlow_twins_view(x: torch.Tensor, gen: torch.Generator, solarize_p: float = 0.0) -> torch.Tensor:
-    """One Barlow Twins view (method.md §4.3): resized crop, jitter, grayscale, solarize, flip."""
-    x = random_resized_crop(x, gen)
-    x = color_jitter(x, gen)
-    x = random_grayscale(x, gen)
+def barlow_twins_view(x: torch.Tensor, gen: torch.Generator, solarize_p: float = 0.0,
+                      rows: Rows | None = None) -> torch.Tensor:
+    """One Barlow Twins view (method.md §4.3): resized crop, jitter, grayscale, solarize, flip.
+
+    With ``rows=(start, total)``, ``x`` is part of a larger batch and gets that batch's draws.
+    """
+    x = random_resized_crop(x, gen, rows=rows)
+    x = color_jitter(x, gen, rows=rows)
+    x = random_grayscale(x, gen, rows=rows)
     if solarize_p > 0:
-        x = random_solarize(x, gen, solarize_p)
-    return random_flip(x, gen)
+        x = random_solarize(x, gen, solarize_p, rows=rows)
+    return random_flip(x, gen, rows=rows)
 
 
 # ----------------------------------------------------------------------------------------------

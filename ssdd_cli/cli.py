@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     import click  # type: ignore[no-redef]
 
 from . import __version__
+from .distributed import is_main, rank
 from .errors import ConfigError, SsddError
 from .methods.registry import list_methods
 
@@ -102,9 +103,14 @@ AmpOpt = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 aut
 
 @contextmanager
 def _session(quiet: bool = False, verbose: bool = False, debug: bool = False, threads: str | None = None) -> Iterator[Any]:
-    """Logging + progress (+ threads) for one command; SsddError → one line on stderr and its exit code."""
+    """Logging + progress (+ threads) for one command; SsddError → one line on stderr and its exit code.
+
+    Under torchrun only rank 0 shows progress and notes; every rank reports its own error.
+    """
     from .reporting import NullReporter, RichReporter, setup_logging
 
+    quiet = quiet or not is_main()
+    who = "" if is_main() else f" (rank {rank()})"
     setup_logging(-1 if quiet else (1 if verbose else 0), err)
     reporter = NullReporter() if quiet else RichReporter(err)
     try:
@@ -117,11 +123,11 @@ def _session(quiet: bool = False, verbose: bool = False, debug: bool = False, th
         reporter.stop()
         if debug:
             raise
-        err.print(f"[bold red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error{who}:[/] {escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         reporter.stop()
-        err.print("[bold red]error:[/] interrupted; no output was written", highlight=False)
+        err.print(f"[bold red]error{who}:[/] interrupted; no output was written", highlight=False)
         raise typer.Exit(130) from None
 
 
@@ -214,6 +220,8 @@ def teacher(
 
 
 def _render_teacher(run: Any) -> None:
+    if not is_main():  # under torchrun rank 0 speaks for the run
+        return
     meta = run.teacher.meta
     probe = (f", linear probe {meta['probe_accuracy']:.2f}% on {meta['probe_target']} ({meta['probe_steps']:,} probe steps)"
              if "probe_accuracy" in meta else "")
@@ -294,6 +302,8 @@ def _print_plan(plan: Any, config: Any) -> None:
 
 
 def _render_distill(result: Any, output: Path, json_out: bool) -> None:
+    if not is_main():
+        return
     fit = result.meta.fit
     if json_out:
         summary = {"output": str(output), "method": result.meta.method, "steps": fit["steps_done"],

@@ -16,11 +16,20 @@ def resolve_device(spec: str | None = "auto") -> torch.device:
     """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a ``torch.device``.
 
     ``auto`` picks CUDA when it is available and the CPU otherwise. An explicit CUDA request on a
-    machine without CUDA raises :class:`DeviceError` rather than silently falling back.
+    machine without CUDA raises :class:`DeviceError` rather than silently falling back. Under
+    torchrun with several processes, ``auto`` and ``cuda`` mean this process's own GPU,
+    ``cuda:LOCAL_RANK``.
     """
+    from .distributed import launched, local_rank
+
     spec = (spec or "auto").strip().lower()
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda" and launched() and torch.cuda.is_available():
+        if local_rank() >= torch.cuda.device_count():
+            raise DeviceError(f"torchrun started process {local_rank()} on this machine but only "
+                              f"{torch.cuda.device_count()} CUDA device(s) exist; lower --nproc_per_node")
+        return torch.device("cuda", local_rank())
     try:
         dev = torch.device(spec)
     except RuntimeError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -172,11 +172,14 @@ def fit(
     start: FitResult | None = None,
     checkpoint: Callable[[FitResult], None] | None = None,
     checkpoint_every: int = 0,
+    after_backward: Callable[[], None] | None = None,
+    agree: Callable[[Sequence[bool]], list[bool]] | None = None,
 ) -> FitResult:
     """Run ``num_steps`` optimisation steps.
 
     Each step: zero the gradients, ``loss = step(i)`` (optionally with extra metrics), backward,
-    optional gradient-norm clipping, optimizer and scheduler step, then ``after_step(i)``.
+    ``after_backward()``, optional gradient-norm clipping, optimizer and scheduler step, then
+    ``after_step(i)``.
 
     Args:
         step: computes the loss of step ``i`` (a scalar tensor with grad), or ``(loss, metrics)``.
@@ -198,6 +201,11 @@ def fit(
             the step in progress, when SIGINT or SIGTERM arrives (the run then stops with
             :class:`~ssdd_cli.errors.Interrupted`).
         checkpoint_every: steps between checkpoints (0: only on a signal).
+        after_backward: called once the gradients are in, before clipping and the update (a run split
+            over processes sums its gradients here).
+        agree: turns this process's decisions ``[stop for a signal, stop for the time limit]`` into
+            the ones every process of a distributed run takes (:func:`ssdd_cli.distributed.any_flags`),
+            so that all of them stop after the same step; called every step.
 
     Raises:
         NumericalError: the loss or a trained tensor became NaN or infinite (checked when the loss is read).
@@ -223,6 +231,8 @@ def fit(
             # Only the optimised tensors get gradients: in distillation this skips the pool model's
             # weight gradients, which the outer update never uses.
             loss.backward(inputs=trained)
+            if after_backward is not None:
+                after_backward()
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(clip_params, grad_clip)
             optimizer.step()
@@ -247,13 +257,17 @@ def fit(
                 result.losses.append(value)
                 reporter.advance(i + 1 - reported, loss=value, **metrics)
                 reported = i + 1
+            interrupted = bool(stop)
+            time_up = max_seconds is not None and time.perf_counter() - t0 > max_seconds
+            if agree is not None:
+                interrupted, time_up = agree([interrupted, time_up])
             if checkpoint is not None and ((checkpoint_every and (i + 1) % checkpoint_every == 0 and i + 1 < num_steps)
-                                           or stop):
+                                           or interrupted):
                 checkpoint(result)
-                if stop:
+                if interrupted:
                     raise Interrupted(f"{name}: interrupted after step {i + 1} of {num_steps}; the state is saved, "
                                       "so the same command with --resume continues from there")
-            if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+            if time_up:
                 break
     finally:
         reporter.stop()

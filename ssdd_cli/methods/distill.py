@@ -4,6 +4,14 @@ Per outer step: decode the support set (every view of every distilled image, wit
 take a pool model, compute its features (eval mode) of the support set and of an augmented real
 batch, predict the teacher's representations of the real batch by kernel ridge regression, and
 descend the MSE with AdamW on every learnable tensor; then the pool model takes its online step.
+
+Under torchrun each outer step's real batch is split over the processes. Every process draws the
+same batch indices, augmentation parameters and pool model (the run's named streams), embeds only
+its own rows of the real batch, and takes its share ``b_rank / b`` of the mean outer loss; the
+gradients are summed over the processes before the update, so the update is the one-process update
+on the same global batch. The support side (the distilled set, its features, the KRR solve) and the
+model pool are replicated: they depend only on the distilled set, which every process updates
+identically; checkpoints check that the copies agree.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from typing import Any
 
 import torch
 
-from .. import augment
+from .. import augment, distributed
 from ..bundle import BundleMeta, TeacherRef
 from ..checkpoint import Checkpointing, State
 from ..config import DistillConfig, to_dict
@@ -96,19 +104,28 @@ class RealBatches:
         self.slot_gen = stream(seed, "real-cached-view", "cpu")
 
     def next_with_targets(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A batch and, with a teacher cache, the teacher's targets for it (else ``None``)."""
+        """A batch and, with a teacher cache, the teacher's targets for it (else ``None``).
+
+        Under torchrun: this process's rows of the batch (:func:`ssdd_cli.distributed.part`), augmented
+        with the draws of the whole batch, so the processes' parts together are the one-process batch.
+        """
         if self.cached is None:
             return self.next(), None
         views, targets = self.cached
         idx = self.order.next()
+        start, stop = distributed.part(idx.shape[0])
+        slots = torch.randint(0, views.shape[1], (idx.shape[0],), generator=self.slot_gen)[start:stop]
+        idx = idx[start:stop]
         cpu_idx = idx.cpu()
-        slots = torch.randint(0, views.shape[1], (idx.shape[0],), generator=self.slot_gen)
         x = augment.crop_flip_at(augment.to_float(self.images[idx]), views[cpu_idx, slots].to(idx.device))
         return augment.normalize(x, self.mean, self.std), targets[cpu_idx, slots].to(idx.device).float()
 
     def next(self) -> torch.Tensor:
-        """A normalised, crop+flip-augmented batch ``(b, C, H, W)``."""
-        x = augment.crop_flip(augment.to_float(self.images[self.order.next()]), self.aug_gen)
+        """A normalised, crop+flip-augmented batch ``(b, C, H, W)`` (this process's rows of it under torchrun)."""
+        idx = self.order.next()
+        start, stop = distributed.part(idx.shape[0])
+        params = augment.crop_flip_params(idx.shape[0], self.aug_gen, device=self.images.device)[start:stop]
+        x = augment.crop_flip_at(augment.to_float(self.images[idx[start:stop]]), params)
         return augment.normalize(x, self.mean, self.std)
 
     def save_state(self, state: State) -> None:
@@ -173,6 +190,7 @@ def distill(
     synth, extra = method.before_loop(synth, config)
     init_stats.update(extra)
     synth.to(device)
+    distributed.broadcast_tensors([*synth.parameters(), *synth.buffers()])  # one start for every process
     with torch.no_grad():
         xs0, ys0 = synth.support()
 
@@ -207,7 +225,8 @@ def distill(
         fit={"approx": approx_fit, "init": init_stats, "drift": {k: round(v, 5) for k, v in drift.items()},
              "steps_done": result.steps if result else 0, "final_loss": result.final_loss if result else None,
              "first_loss": losses[0] if losses else None, "seconds": round(seconds, 1), "device": str(device),
-             "torch_version": torch.__version__},
+             "torch_version": torch.__version__,
+             **({"processes": distributed.world_size()} if distributed.active() else {})},
         history=[round(v, 6) for v in losses][::max(1, len(losses) // 200)],
     )
     return DistillResult(synth, tensors, meta, losses, seconds)
@@ -245,7 +264,9 @@ def make_outer_step(synth: SyntheticSet, teacher: Teacher, config: DistillConfig
         if target is None:
             with torch.no_grad():
                 target = teacher.represent_normalized(xr, config.amp)
-        return outer_loss(pool.models[current["model"]], xs, ys, xr, target, ridge=config.ridge, amp=config.amp)
+        loss = outer_loss(pool.models[current["model"]], xs, ys, xr, target, ridge=config.ridge, amp=config.amp)
+        # under torchrun: this process's share of the global mean (its value: the global mean itself)
+        return distributed.global_mean(loss, xr.shape[0], real.order.batch_size)
 
     def after(_: int) -> None:
         with torch.no_grad():
@@ -280,6 +301,10 @@ def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, co
     sched = make_schedule(opt, "linear", max(num_steps, 1), final_factor=config.lr_final_factor)
     real = RealBatches(dataset.train_images, config.batch_size, dataset.mean, dataset.std, config.seed, device,
                        cached=teacher_views if config.teacher_cache else None)
+    split = distributed.active()
+    if real.order.batch_size < distributed.world_size():
+        raise ConfigError(f"a real batch of {real.order.batch_size} images cannot be split over "
+                          f"{distributed.world_size()} processes; raise --batch-size or start fewer processes")
     step, after = make_outer_step(synth, teacher, config, pool, real)
     start = None
     if resume is not None:
@@ -292,8 +317,10 @@ def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, co
         reporter.note(f"resuming from {checkpointing.path} at step {start.steps:,}")  # type: ignore[union-attr]
     else:
         pool.warm_up(xs0, ys0, reporter, max_age=num_steps)
+        distributed.broadcast_tensors(pool.tensors())  # GPU kernels need not be bitwise reproducible
 
     def save(progress: FitResult) -> None:
+        check_replicas(synth, pool)
         state = State()
         state.put_module("synth", synth)
         pool.save_state(state)
@@ -301,11 +328,38 @@ def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, co
         state.put_scheduler("outer", sched)
         real.save_state(state)
         state.values["fit"] = {"steps": progress.steps, "losses": progress.losses}
-        checkpointing.save(state)  # type: ignore[union-attr]
+        if distributed.is_main():  # every process holds the same state
+            checkpointing.save(state)  # type: ignore[union-attr]
+        distributed.barrier()  # nobody stops before the checkpoint is on disk
 
+    params = [p for g in opt.param_groups for p in g["params"]]
     max_s = config.max_minutes * 60 if config.max_minutes else None
-    return fit(step, opt, num_steps, scheduler=sched, after_step=after, grad_clip=config.grad_clip,
-               reporter=reporter, name=f"distill {config.method}", log_every=10, max_seconds=max_s,
-               hint="lower --lr, raise the ridge (--set ridge=1e-4), or check the teacher (its probe accuracy)",
-               start=start, checkpoint=save if checkpointing is not None else None,
-               checkpoint_every=checkpointing.every if checkpointing is not None else 0)
+    result = fit(step, opt, num_steps, scheduler=sched, after_step=after, grad_clip=config.grad_clip,
+                 reporter=reporter, name=f"distill {config.method}", log_every=10, max_seconds=max_s,
+                 hint="lower --lr, raise the ridge (--set ridge=1e-4), or check the teacher (its probe accuracy)",
+                 start=start, checkpoint=save if checkpointing is not None else None,
+                 checkpoint_every=checkpointing.every if checkpointing is not None else 0,
+                 after_backward=(lambda: distributed.all_reduce_grads(params)) if split else None,
+                 agree=distributed.any_flags if split else None)
+    check_replicas(synth, pool)
+    return result
+
+
+def check_replicas(synth: SyntheticSet, pool: ModelPool) -> None:
+    """Under torchrun: check that every process holds rank 0's distilled set and pool (cheap digests).
+
+    The distilled set only changes through summed gradients, so copies that differ are a bug. Pool
+    models can drift apart by rounding on GPUs (kernels that are not bitwise reproducible); they are
+    re-synchronised from rank 0, with a warning. Does nothing in a single process.
+
+    Raises:
+        RuntimeError: the processes' distilled sets differ.
+    """
+    if not distributed.active():
+        return
+    if distributed.replicas_differ([*synth.parameters(), *synth.buffers()]):
+        raise RuntimeError(f"process {distributed.rank()}: the distilled sets of the processes differ; this is a bug")
+    if distributed.replicas_differ(pool.tensors()):
+        if distributed.is_main():
+            log.warning("the pool models of the processes drifted apart (GPU rounding); re-synchronised from rank 0")
+        distributed.broadcast_tensors(pool.tensors())

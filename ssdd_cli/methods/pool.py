@@ -108,6 +108,20 @@ class ModelPool:
         self._train(i, images, targets, 1)
         self.counters[i] += 1
 
+    def tensors(self) -> list[torch.Tensor]:
+        """Every model's parameters and buffers and every optimizer's momentum, in a fixed order.
+
+        What processes of a distributed run compare and re-synchronise (the counters and the sampling
+        generator are the same everywhere by construction).
+        """
+        out: list[torch.Tensor] = []
+        for model, opt in zip(self.models, self.optimizers, strict=True):
+            out.extend(model.parameters())
+            out.extend(model.buffers())
+            out.extend(opt.state[p]["momentum_buffer"] for g in opt.param_groups for p in g["params"]
+                       if opt.state.get(p, {}).get("momentum_buffer") is not None)
+        return out
+
     def save_state(self, state: State, prefix: str = "pool") -> None:
         """Every model, optimizer and counter, and the sampling generator, into a checkpoint."""
         for i, (model, opt) in enumerate(zip(self.models, self.optimizers, strict=True)):
