@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
+import inspect
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-#: waits on the host-side group (rank 0 decoding a dataset or computing a cache while the others wait)
+#: longest wait on the host-side group (rank 0 decoding a dataset or filling a cache while the others wait);
+#: the device group keeps torch's default timeout
 HOST_TIMEOUT = datetime.timedelta(hours=6)
 
 _host_group: Any = None  # the gloo group of this run, once :func:`init_from_env` has made one
@@ -117,9 +119,12 @@ def init_from_env(device: torch.device | None = None) -> bool:
                               "use --device cpu (gloo)")
         if not dist.is_gloo_available():
             raise DeviceError("torchrun needs the gloo backend, which this torch build lacks")
+        options: dict[str, Any] = {}
         if cuda:
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=HOST_TIMEOUT, device_id=device if cuda else None)
+            if "device_id" in inspect.signature(dist.init_process_group).parameters:  # torch ≥ 2.3: bind the GPU now
+                options["device_id"] = device
+        dist.init_process_group("nccl" if cuda else "gloo", **options)
         atexit.register(_shutdown)
     if _host_group is None:
         _host_group = dist.new_group(backend="gloo", timeout=HOST_TIMEOUT)
@@ -148,7 +153,12 @@ def _shutdown() -> None:
 
 
 def _host() -> Any:
-    """The host-side (gloo) group: ours when we made one, else the caller's default group."""
+    """The host-side (gloo) group: ours when :func:`init_from_env` made one, else the default group.
+
+    A library caller who set up an nccl process group without torchrun's environment should call
+    :func:`init_from_env` anyway (it then only adds this group), since the host-side agreements use
+    CPU tensors.
+    """
     return _host_group
 
 
@@ -197,6 +207,15 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src, group=_host())
     return box[0]
+
+
+def my_share(items: Sequence[Any]) -> list[Any]:
+    """The items this process works on when independent jobs are dealt out round-robin (all of them in one process).
+
+    ``items[rank::world_size]``: with :func:`gather_objects` the results come back to rank 0, where
+    ``[x for r in range(k) for x in results[r]]`` is not the original order; keep an index with each item.
+    """
+    return list(items[rank()::world_size()])
 
 
 def gather_objects(obj: Any) -> list[Any] | None:
@@ -324,7 +343,7 @@ def replicas_differ(tensors: Sequence[torch.Tensor]) -> bool:
     """Whether some process holds other values than rank 0 in ``tensors`` (bitwise, via :func:`digest`)."""
     if not active():
         return False
-    mine = digest(tensors)
+    mine = [repr(v) for v in digest(tensors)]  # exact, and NaN equals NaN
     theirs = broadcast_object(mine)
     return any_flags([mine != theirs])[0]
 

@@ -8,7 +8,10 @@ done here in one process. Two more tests launch ``torchrun -m ssdd_cli`` end to 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -90,7 +93,7 @@ def _helpers() -> dict[str, Any]:
         time.sleep(0.2 if r == 0 else 0.0)
     return {"rank": r, "world": distributed.world_size(), "part": distributed.part(7), "sum": summed.tolist(),
             "mean": mean.tolist(), "rows": rows.detach().tolist(), "rows_grad": x.grad.tolist(),
-            "gathered": distributed.gather_objects({"r": r}), "flags": distributed.any_flags([r == 1, False]),
+            "gathered": distributed.gather_objects({"r": r}), "share": distributed.my_share("abcde"), "flags": distributed.any_flags([r == 1, False]),
             "broadcast": distributed.broadcast_object(f"from {r}"), "entered": order[0],
             "differ": distributed.replicas_differ([torch.tensor([float(r)])]),
             "same": distributed.replicas_differ([torch.tensor([1.0])])}
@@ -136,6 +139,7 @@ def test_single_process_is_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
     x = torch.ones(3, requires_grad=True)
     assert distributed.gather_rows(x) is x and distributed.global_mean(x, 3, 9) is x
     assert distributed.gather_objects(5) == [5] and distributed.any_flags([True, False]) == [True, False]
+    assert distributed.my_share("abc") == list("abc") and distributed.broadcast_object(3) == 3
     assert distributed.replicas_differ([x]) is False
     from torch import nn
 
@@ -153,6 +157,7 @@ def test_collectives(ranks: list[dict[str, Any]]) -> None:
     assert h0["rows_grad"] == [[2.0, 4.0], [6.0, 8.0], [10.0, 12.0]]
     assert h1["rows_grad"] == [[14.0, 16.0], [18.0, 20.0], [22.0, 24.0]]
     assert h0["gathered"] == [{"r": 0}, {"r": 1}] and h1["gathered"] is None
+    assert (h0["share"], h1["share"]) == (list("ace"), list("bd"))
     assert h0["flags"] == h1["flags"] == [True, False]
     assert h0["broadcast"] == h1["broadcast"] == "from 0"
     assert h1["entered"] >= h0["entered"] + 0.2  # main_first: rank 1 entered once rank 0's block was done
@@ -187,3 +192,71 @@ def test_two_rank_teacher_matches_one_process(ranks: list[dict[str, Any]]) -> No
     assert len(losses) == 2 and r0["losses"] == pytest.approx(losses, rel=LOSS_RTOL)  # steps 1 and 4
     for key, value in one.model.state_dict().items():
         torch.testing.assert_close(r0["state"][key], value, atol=TENSOR_ATOL, rtol=1e-4, msg=key)
+
+
+# ----------------------------------------------------------------------------------------------
+# the command line under torchrun
+
+
+def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    """``torchrun --nproc_per_node 2 -m ssdd_cli ARGS`` (torchrun as ``python -m torch.distributed.run``)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD), "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "ssdd_cli", *args]
+    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float = 180) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def test_torchrun_teacher_writes_one_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clihelp import invoke, ok
+
+    from ssdd_cli.teacher import load_teacher
+
+    args = ["teacher", "shapes", "--preset", "cpu", "--arch", "convnet2_xs", "--steps", "3", "--batch-size", "16",
+            "--image-size", "16", "--no-probe", "--no-amp", "--device", "cpu", "--set", "projector_dim=32",
+            "--set", "optimizer=sgd", "--set", "lr=0.05"]
+    code, out, err = _finish(_torchrun([*args, "-o", "two.safetensors"], tmp_path))
+    assert code == 0, err
+    assert out.split() == ["two.safetensors"]  # rank 0 alone prints the result
+    assert err.count("teacher: 3 steps") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.safetensors"]  # no checkpoint, no temporaries
+    monkeypatch.chdir(tmp_path)
+    ok(invoke(*args, "-o", "one.safetensors"))
+    two, one = load_teacher("two.safetensors", CPU), load_teacher("one.safetensors", CPU)
+    for key, value in one.model.state_dict().items():
+        torch.testing.assert_close(two.model.state_dict()[key], value, atol=TENSOR_ATOL, rtol=1e-4, msg=key)
+
+
+def test_torchrun_distill_interrupted_and_resumed(tiny_teacher_path: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from clihelp import invoke, ok
+
+    from ssdd_cli.bundle import load_bundle
+
+    args = ["distill", "shapes", "--method", "krr-st", "--teacher", str(tiny_teacher_path), "--preset", "cpu",
+            "--steps", "60", "--budget", "8", "--batch-size", "15", "--image-size", "16", "--no-amp", "--device", "cpu",
+            "--set", "pool_arch=convnet2_xs", "--set", "pool_size=2", "--set", "pool_online_steps=3", "-o", "b.safetensors"]
+    proc = _torchrun([*args, "--checkpoint-every", "1"], tmp_path)
+    ckpt = tmp_path / "b.safetensors.ckpt"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # torchrun passes it on to both processes
+    code, out, err = _finish(proc)
+    assert code != 0 and ckpt.exists() and not (tmp_path / "b.safetensors").exists(), err
+    assert "--resume" in err and out == ""
+    code, out, err = _finish(_torchrun([*args, "--resume", "--checkpoint-every", "0"], tmp_path))
+    assert code == 0, err
+    assert out.count("wrote b.safetensors") == 1 and "resuming from" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.safetensors"]
+    monkeypatch.chdir(tmp_path)
+    ok(invoke(*args[:-1], "one.safetensors"))
+    two, one = load_bundle("b.safetensors"), load_bundle("one.safetensors")
+    assert two.meta.fit["steps_done"] == 60 and two.meta.fit["processes"] == 2
+    assert two.meta.fit["final_loss"] == pytest.approx(one.meta.fit["final_loss"], rel=1e-4)
+    for key, value in one.tensors.items():
+        torch.testing.assert_close(two.tensors[key], value, atol=1e-4, rtol=1e-3, msg=key)
