@@ -109,11 +109,12 @@ def _worker(rank: int, port: int, out: Path, teacher_path: Path) -> None:
     for case in DISTILL_CASES:
         res = _distill(case, teacher_path)
         results[case] = {"losses": res.losses, "tensors": res.tensors, "fit": res.meta.fit}
-    # resume: the run above with checkpoints every 2 steps leaves the one after step 4 of 5 ... continue from it
+    # resume: a run checkpointing every 2 steps leaves the checkpoint after step 2 of 4; continue from it
     ckpt = out / "resume.ckpt"
     full = _distill("krr_st", teacher_path, checkpoint=ckpt)
     again = _distill("krr_st", teacher_path, checkpoint=ckpt, resume=True)
-    results["resume"] = {"full": full.tensors, "again": again.tensors, "losses": (full.losses, again.losses)}
+    results["resume"] = {"full": full.tensors, "again": again.tensors, "losses": (full.losses, again.losses),
+                         "checkpoint": ckpt}
     teacher, losses = _teacher()
     results["teacher"] = {"losses": losses, "state": teacher.model.state_dict()}
     torch.save(results, out / f"rank{rank}.pt")
@@ -183,6 +184,15 @@ def test_two_rank_resume_is_bit_identical(ranks: list[dict[str, Any]]) -> None:
     res = ranks[0]["resume"]
     assert res["losses"][0] == res["losses"][1]
     assert all(torch.equal(res["full"][k], res["again"][k]) for k in res["full"])
+
+
+def test_one_process_resumes_a_two_process_checkpoint(ranks: list[dict[str, Any]], tiny_teacher_path: Path) -> None:
+    """Checkpoints hold the global state only, so another number of processes can continue a run."""
+    res = ranks[0]["resume"]
+    again = _distill("krr_st", tiny_teacher_path, checkpoint=res["checkpoint"], resume=True)
+    assert again.meta.fit["steps_done"] == 4 and again.losses[:1] == res["losses"][0][:1]  # step 1 from the checkpoint
+    for key, value in res["full"].items():
+        torch.testing.assert_close(again.tensors[key], value, atol=TENSOR_ATOL, rtol=1e-4, msg=key)
 
 
 def test_two_rank_teacher_matches_one_process(ranks: list[dict[str, Any]]) -> None:
