@@ -59,7 +59,7 @@ def main() -> None:
         raise SystemExit(f"no teacher at {tpath}; run: ssdd teacher {args.dataset} --preset cpu --data-root {args.data_root}")
     teacher = api.load_teacher(tpath, dev)
     amp = {"auto": None, "fp32": False, "bf16": True}[args.precision]  # None keeps the preset's choice
-    ecfg = eval_config("cpu", arch=args.arch, pretrain_epochs=args.epochs, probe_steps=args.probe_steps, amp=amp)
+    ecfg = eval_config("cpu", archs=(args.arch,), pretrain_epochs=args.epochs, probe_steps=args.probe_steps, amp=amp)
     methods = args.methods.split(",")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     floor = api.evaluate_pairs(torch.zeros(1, 3, data.image_size, data.image_size), torch.zeros(1, teacher.repr_dim),
-                               data, eval_config("cpu", arch=args.arch, pretrain_epochs=0, probe_steps=args.probe_steps, amp=amp),
+                               data, eval_config("cpu", archs=(args.arch,), pretrain_epochs=0, probe_steps=args.probe_steps, amp=amp),
                                seed=0, device=dev)
     record["floor"] = floor
     record["teacher_probe"] = api.teacher_probe_accuracy(teacher, data, ecfg, device=dev)

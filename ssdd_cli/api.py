@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from . import distributed
+from . import augment, distributed
 from .bundle import Bundle, BundleMeta, load_bundle, load_tensors, save_bundle, save_tensors, tensor_checksum
 from .checkpoint import Checkpointing, checkpoint_path
 from .config import (
@@ -46,7 +46,17 @@ from .data import ImageDataset, load_dataset
 from .data.registry import DEFAULT_IMAGE_SIZE, REFERENCE_STATS
 from .device import resolve_device, use_amp
 from .errors import BundleError, ConfigError, OutputError
-from .evaluate import EvalReport, EvalRow, evaluate, evaluate_pairs, linear_probe, random_pairs, teacher_probe_accuracy
+from .evaluate import (
+    BundleDataset,
+    EvalReport,
+    EvalRow,
+    evaluate,
+    evaluate_pairs,
+    linear_probe,
+    random_pairs,
+    teacher_probe_accuracy,
+)
+from .evaluate.runner import baseline_pairs
 from .expand import expand_pairs, write_expanded
 from .methods.distill import DistillResult, check_teacher, plan_distillation, run_identity
 from .methods.distill import distill as _distill_loop
@@ -60,7 +70,7 @@ from .teacher import Teacher, import_checkpoint, load_teacher, save_teacher, tra
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "Bundle", "BundleMeta", "DataOptions", "DistillConfig", "DistillResult", "EvalConfig", "EvalReport", "EvalRow",
+    "Bundle", "BundleDataset", "BundleMeta", "DataOptions", "DistillConfig", "DistillResult", "EvalConfig", "EvalReport", "EvalRow",
     "ImageDataset", "Teacher", "TeacherConfig", "TeacherRun", "default_teacher_path", "distill", "distill_config",
     "distill_to_file", "eval_config", "evaluate", "evaluate_bundle", "evaluate_pairs", "expand_bundle", "expand_pairs",
     "get_method", "import_checkpoint", "import_teacher_to_file", "inspect_bundle", "linear_probe", "list_methods",
@@ -462,66 +472,138 @@ def expand_bundle(path: str | Path, output: str | Path, *, views: str | list[str
 
 @dataclass
 class EvalRequest:
-    """What ``ssdd evaluate`` compares: a bundle and/or baselines; ``None`` fields default from the bundle."""
+    """What ``ssdd evaluate`` compares; ``None``/empty fields default from the (first) bundle.
 
-    bundle: str | Path | None = None
-    target: str | None = None  # probe dataset (default: the bundle's source)
-    source: str | None = None  # dataset of the random baseline (default: the bundle's source)
+    Rows: each bundle, then each baseline (``random`` or another method without an outer loop: N real
+    images with teacher targets, drawn per seed; ``full``: the whole source with teacher targets), the
+    no-pretraining floor and the teacher's own features. Every row is pretrained per architecture and
+    seed and evaluated on every target with every protocol of the :class:`EvalConfig`.
+    """
+
+    bundles: list[str | Path] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)  # probe datasets (default: the bundle's source)
+    source: str | None = None  # dataset of the baselines (default: the bundle's source)
     teacher: str | Path | None = None  # default: the teacher recorded in the bundle
     budget: int | None = None  # of the random baseline (default: the bundle's)
-    baseline: str | None = None  # a method without an outer loop (``random``): N real images, teacher targets
+    baselines: list[str] = field(default_factory=list)
     floor: bool = True
     teacher_probe: bool = True
     report_path: str | Path | None = None  # also write the report as JSON here
+    report_dir: str | Path | None = None  # report.md, report.json and PNG figures
     overwrite: bool = False
     data: DataOptions = field(default_factory=DataOptions)
 
 
-def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "auto",
-                    reporter: ProgressReporter | None = None) -> EvalReport:
-    """``ssdd evaluate``: pretrain on the bundle's pairs (and the baselines), probe on the target, compare.
+#: the baseline that pretrains on the whole source (not a method: nothing is selected or stored)
+FULL_BASELINE = "full"
+#: fewest training images per class a target needs for a meaningful probe
+MIN_PER_CLASS = 2
+
+
+def check_target(dataset: ImageDataset, name: str) -> None:
+    """A target needs a test split and at least :data:`MIN_PER_CLASS` training images in every class.
 
     Raises:
-        ConfigError: nothing to evaluate, or a baseline without the teacher, source or budget it needs.
+        DataError: which of the two is missing, and how to fix it.
     """
+    from .errors import DataError
+
+    if dataset.test_images.shape[0] == 0:
+        raise DataError(f"target {name} has no test split; give it test/ (or val/) class folders beside train/")
+    counts = torch.bincount(dataset.train_labels, minlength=dataset.num_classes)
+    if int(counts.min()) < MIN_PER_CLASS:
+        cls = dataset.classes[int(counts.argmin())]
+        raise DataError(f"target {name}: class {cls!r} has {int(counts.min())} training image(s); every class needs "
+                        f"at least {MIN_PER_CLASS} for a probe: add images or drop the class")
+
+
+def _check_baselines(baselines: list[str]) -> None:
+    for b in baselines:
+        if b != FULL_BASELINE and get_method(b).trains:
+            raise ConfigError(f"--baseline {b} distils; baselines are {FULL_BASELINE}, "
+                              + ", ".join(m for m in list_methods() if not get_method(m).trains) + " (or none)")
+
+
+def _row_names(bundles: list[Bundle], paths: list[str | Path]) -> list[str]:
+    """``method (N=..)`` per bundle; the file name is added where two would read the same."""
+    names = [f"{b.method.replace('_', '-')} (N={b.meta.budget})" for b in bundles]
+    return [f"{n} {Path(p).name}" if names.count(n) > 1 else n for n, p in zip(names, paths, strict=True)]
+
+
+def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "auto",
+                    reporter: ProgressReporter | None = None, shard: tuple[int, int] = (0, 1),
+                    gather: Any = None) -> EvalReport:
+    """``ssdd evaluate``: pretrain on each bundle's pairs (and the baselines'), evaluate on each target, compare.
+
+    Raises:
+        ConfigError: nothing to evaluate, bundles of different resolutions, or a baseline without the
+            teacher, source or budget it needs.
+        DataError: a target without a test split or with too few images in a class.
+    """
+    from .evaluate.runner import RowSpec, fixed_pairs
+
     reporter = reporter or NullReporter()
-    if request.report_path is not None:
-        check_output(request.report_path, request.overwrite)
-    check_model_name(config.arch)
-    dev = resolve_device(device)
-    bundle = load_bundle(request.bundle) if request.bundle is not None else None
-    if request.baseline is not None and get_method(request.baseline).trains:
-        raise ConfigError(f"--baseline {request.baseline} distils; baselines are "
-                          + ", ".join(m for m in list_methods() if not get_method(m).trains) + " (or none)")
-    if bundle is None and request.baseline is None:
+    for out, kind in ((request.report_path, "file"), (request.report_dir, "dir")):
+        if out is not None:
+            check_output(out, request.overwrite, kind=kind, protect=request.bundles)
+    for arch in config.archs:
+        check_model_name(arch)
+    _check_baselines(request.baselines)
+    if not request.bundles and not request.baselines:
         raise ConfigError("give a BUNDLE, or --baseline random with --teacher and --source")
-    teacher = _evaluation_teacher(request, bundle, dev, reporter)
-    src_name = request.source or (bundle.meta.source if bundle is not None else None)
-    tgt_name = request.target or src_name
-    if tgt_name is None:
-        raise ConfigError("give --target (or --source) for the random baseline")
-    size = bundle.meta.image_size if bundle is not None else (teacher.image_size if teacher else None)
-    target = request.data.load(tgt_name, image_size=size, reporter=reporter)
-    source, n = None, request.budget or (bundle.meta.budget if bundle is not None else None)
-    if request.baseline is not None:
+    dev = resolve_device(device)
+    bundles = [load_bundle(b) for b in request.bundles]
+    sizes = {b.meta.image_size for b in bundles}
+    if len(sizes) > 1:
+        raise ConfigError(f"the bundles have different resolutions ({', '.join(f'{s} px' for s in sorted(sizes))}); "
+                          "evaluate bundles of one resolution together")
+    first = bundles[0] if bundles else None
+    teacher = _evaluation_teacher(request, first, dev, reporter)
+    src_name = request.source or (first.meta.source if first is not None else None)
+    tgt_names = request.targets or ([src_name] if src_name else [])
+    if not tgt_names:
+        raise ConfigError("give --target (or --source) for the baseline")
+    size = first.meta.image_size if first is not None else (teacher.image_size if teacher else None)
+    n = request.budget or (first.meta.budget if first is not None else None)
+    if any(b != FULL_BASELINE for b in request.baselines):
         if n is None:
-            raise ConfigError(f"--baseline {request.baseline} needs --budget N (or a bundle)")
-        distill_config(request.baseline, budget=n)  # validates N before any work
-        source = target if src_name == tgt_name else request.data.load(src_name, image_size=size, reporter=reporter)
-    reporter.note(f"evaluating on {target.name} with {config.arch}: {config.pretrain_epochs} pretraining epochs, "
-                  f"{config.probe_steps} probe steps, {config.num_seeds} seed(s), device {dev}")
-    report = evaluate(target, config, device=dev, bundle=bundle, baseline_source=source, baseline=request.baseline,
-                      baseline_budget=n if source else None, teacher=teacher, floor=request.floor,
-                      teacher_probe=request.teacher_probe, reporter=reporter)
-    if request.report_path is not None:
-        with output_errors(request.report_path), atomic_file(request.report_path) as tmp:
-            tmp.write_text(json.dumps(report.to_dict(), indent=1))
+            raise ConfigError(f"--baseline {request.baselines[0]} needs --budget N (or a bundle)")
+        for b in request.baselines:
+            if b != FULL_BASELINE:
+                distill_config(b, budget=n)  # validates N before any work
+    for arch in config.archs:  # an architecture that cannot take this size fails before any data loads
+        create_model_check(arch, size or 32)
+    targets = []
+    for name in tgt_names:
+        target = request.data.load(name, image_size=size, reporter=reporter)
+        check_target(target, name)
+        targets.append(target)
+    if config.max_train_images or config.max_test_images:
+        targets = [_subsampled(t, config) for t in targets]
+    rows = [RowSpec(name, "bundle", fixed_pairs(*expand_pairs(b, device=dev)),
+                    f"{b.num_images * len(b.views)} pairs ({b.num_images} images × {len(b.views)} view(s)) from {Path(p).name}")
+            for name, b, p in zip(_row_names(bundles, request.bundles), bundles, request.bundles, strict=True)]
+    if request.baselines:
+        source = next((t for t in targets if t.name == src_name), None) if src_name else None
+        source = source or request.data.load(src_name, image_size=size, reporter=reporter)
+        rows += [_baseline_row(b, source, teacher, n, config, dev, request, reporter) for b in request.baselines]
+    if request.floor:
+        rows.append(RowSpec("no pretraining (floor)", "floor", None, "random initialisation, same protocol"))
+    if request.teacher_probe and teacher is not None and teacher.image_size == size:
+        rows.append(RowSpec(f"teacher {teacher.arch} (own features)", "teacher", None,
+                            "the teacher's representation, linear probe / k-NN only"))
+    reporter.note(f"evaluating {len(rows)} set(s) × {', '.join(config.archs)} on {', '.join(t.name for t in targets)} "
+                  f"({', '.join(config.protocols)}): {config.pretrain_epochs} pretraining epochs, {config.num_seeds} "
+                  f"seed(s), device {dev}")
+    report = evaluate(targets, rows, config, device=dev, teacher=teacher, reporter=reporter, shard=shard, gather=gather)
+    if shard[0] == 0:
+        _write_reports(report, request, list(zip(_row_names(bundles, request.bundles), bundles, strict=True)), reporter)
     return report
 
 
 def _evaluation_teacher(request: EvalRequest, bundle: Bundle | None, device: torch.device,
                         reporter: ProgressReporter) -> Teacher | None:
-    """The teacher given, else the one the bundle records (when its file is still there)."""
+    """The teacher given, else the one the (first) bundle records (when its file is still there)."""
     recorded = bundle.meta.teacher.path if bundle is not None else None
     path = Path(request.teacher) if request.teacher is not None else (Path(recorded) if recorded else None)
     if path is not None and path.exists():
@@ -529,10 +611,78 @@ def _evaluation_teacher(request: EvalRequest, bundle: Bundle | None, device: tor
         if bundle is not None and bundle.meta.teacher.sha256 not in (None, teacher.sha256):
             reporter.note(f"warning: teacher {path} differs from the one the bundle was distilled with")
         return teacher
-    if request.baseline is not None or request.teacher is not None:
-        raise ConfigError(f"the {request.baseline or 'random'} baseline needs the teacher: pass --teacher FILE"
+    if request.baselines or request.teacher is not None:
+        raise ConfigError(f"the {(request.baselines or ['random'])[0]} baseline needs the teacher: pass --teacher FILE"
                           + (f" (the bundle's teacher {path} is missing)" if path else ""))
     return None
+
+
+def create_model_check(arch: str, size: int) -> None:
+    """Build ``arch`` at ``size`` once on the CPU, so a size it cannot take fails before any work."""
+    from .models import create_model
+
+    create_model(arch, image_size=size)
+
+
+def _subsampled(target: ImageDataset, config: EvalConfig) -> ImageDataset:
+    from .data.registry import subsample_test, subsample_train
+
+    if config.max_train_images:
+        target = subsample_train(target, config.max_train_images)
+    return subsample_test(target, config.max_test_images) if config.max_test_images else target
+
+
+def _baseline_row(name: str, source: ImageDataset, teacher: Teacher | None, budget: int | None, config: EvalConfig,
+                  device: torch.device, request: EvalRequest, reporter: ProgressReporter) -> Any:
+    """A baseline's row: N real images per seed (a method's selection), or the whole source (``full``)."""
+    from .evaluate.runner import RowSpec
+
+    if teacher is None:
+        raise ConfigError(f"the {name} baseline needs the teacher: pass --teacher FILE")
+    if name == FULL_BASELINE:
+        held: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def everything(_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+            if not held:  # built on first use, kept for every later seed and architecture
+                reps = teacher_representations(teacher, source, cache=request.data.cache_dir, reporter=reporter)
+                images = augment.normalize(augment.to_float(source.train_images), source.mean, source.std)
+                held.append((images, reps))
+            return held[0]
+
+        return RowSpec(f"full source ({source.train_images.shape[0]:,} images)", "full", everything,
+                       f"every {source.name} training image with teacher targets, {config.full_epochs} epochs",
+                       epochs=config.full_epochs)
+    assert budget is not None
+
+    def pairs(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return baseline_pairs(name, source, teacher, budget, seed=seed, device=device)
+
+    return RowSpec(f"{name} (N={budget})", "baseline", pairs, f"{budget} {source.name} images per seed, teacher targets")
+
+
+def _write_reports(report: EvalReport, request: EvalRequest, bundles: list[tuple[str, Bundle]],
+                   reporter: ProgressReporter) -> None:
+    """``--json FILE`` and ``--report DIR`` (Markdown, JSON and figures; atomic, with an ssdd manifest)."""
+    from .evaluate.figures import write_figures
+    from .paths import MANIFEST, REPORT_TAG, atomic_dir
+
+    data = report.to_dict()
+    if request.report_path is not None:
+        with output_errors(request.report_path), atomic_file(request.report_path) as tmp:
+            tmp.write_text(json.dumps(data, indent=1))
+    if request.report_dir is not None:
+        with output_errors(request.report_dir), atomic_dir(request.report_dir, request.overwrite,
+                                                           protect=request.bundles) as tmp:
+            (tmp / "report.json").write_text(json.dumps(data, indent=1))
+            figures, skipped = write_figures(report, tmp, bundles)
+            md = report.to_markdown()
+            if figures:
+                md += "\nFigures:\n\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n"
+            (tmp / "report.md").write_text(md)
+            owned = ["report.json", "report.md", *figures]
+            (tmp / MANIFEST).write_text(json.dumps({"written_by": REPORT_TAG, "owned": owned}, indent=1))
+        for note in skipped:
+            reporter.note(note)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -410,18 +410,20 @@ def expand(
 
 @app.command()
 def evaluate(
-    bundle: Annotated[Optional[Path], typer.Argument(metavar="BUNDLE", help="Bundle to evaluate (omit with --baseline random and --teacher).")] = None,
-    target: Annotated[Optional[str], typer.Option("--target", metavar="DATASET", help="Target dataset for the linear probe (default: the bundle's source).")] = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", metavar="ARCH", help="Architecture pretrained on the set (default: convnet3; convnet3_s with --preset cpu).")] = None,
-    baseline: Annotated[str, typer.Option("--baseline", metavar="random|none", help="random: also evaluate N random real images with teacher targets (none: no baseline).")] = "none",
+    bundles: Annotated[Optional[list[Path]], typer.Argument(metavar="BUNDLE...", help="Bundles to evaluate side by side (omit with --baseline random and --teacher).")] = None,
+    targets: Annotated[Optional[list[str]], typer.Option("--target", metavar="DATASET", help="Target dataset (repeatable; name, folder or archive with train/ and test/; default: the bundle's source).")] = None,
+    archs: Annotated[Optional[list[str]], typer.Option("--arch", metavar="ARCH", help="Architecture pretrained on each set (repeatable; `ssdd models`; default: convnet3, convnet3_s with --preset cpu).")] = None,
+    protocols: Annotated[Optional[list[str]], typer.Option("--protocol", metavar="linear|finetune|knn", help="Evaluation protocol (repeatable; default: linear).")] = None,
+    baselines: Annotated[Optional[list[str]], typer.Option("--baseline", metavar="random|full|none", help="Also evaluate N random real images (random) or the whole source (full), with teacher targets (repeatable).")] = None,
     budget: Annotated[Optional[int], typer.Option("--budget", "-N", metavar="N", help="Budget of the random baseline (default: the bundle's).")] = None,
-    teacher: Annotated[Optional[Path], typer.Option("--teacher", metavar="FILE", help="Teacher for the baseline and its own probe (default: the bundle's).")] = None,
-    source: Annotated[Optional[str], typer.Option("--source", metavar="DATASET", help="Source dataset of the random baseline (default: the bundle's).")] = None,
+    teacher: Annotated[Optional[Path], typer.Option("--teacher", metavar="FILE", help="Teacher for the baselines and its own probe (default: the bundle's).")] = None,
+    source: Annotated[Optional[str], typer.Option("--source", metavar="DATASET", help="Source dataset of the baselines (default: the bundle's).")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", metavar="N", help="Pretraining epochs.")] = None,
     probe_steps: Annotated[Optional[int], typer.Option("--probe-steps", metavar="N", help="Linear-probe SGD steps.")] = None,
     seeds: Annotated[Optional[int], typer.Option("--seeds", metavar="N", help="Independent runs (paired across rows).")] = None,
     floor: Annotated[bool, typer.Option("--floor/--no-floor", help="Also report the no-pretraining floor.")] = True,
     teacher_probe: Annotated[bool, typer.Option("--teacher-probe/--no-teacher-probe", help="Also report the teacher's own probe accuracy.")] = True,
+    report_dir: Annotated[Optional[Path], typer.Option("--report", metavar="DIR", help="Write report.md, report.json and PNG figures to this folder.")] = None,
     amp: AmpOpt = None,
     preset: PresetOpt = "paper",
     config_file: ConfigOpt = None,
@@ -438,34 +440,40 @@ def evaluate(
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Pretrain a fresh model on the set's pairs, linear-probe it on --target, and compare with baselines."""
+    """Pretrain a fresh model on each set's pairs, evaluate it on each --target, and compare with baselines."""
     with _session(quiet, verbose, debug, threads) as rep:
         from . import api
 
-        settings = _settings("evaluate", config_file, assignments, arch=arch, pretrain_epochs=epochs,
+        settings = _settings("evaluate", config_file, assignments, archs=tuple(archs) if archs else None,
+                             protocols=tuple(protocols) if protocols else None, pretrain_epochs=epochs,
                              probe_steps=probe_steps, num_seeds=seeds, amp=amp, seed=seed)
         config = api.eval_config(preset, **settings)
-        request = api.EvalRequest(bundle, target, source, teacher, budget, None if baseline == "none" else baseline,
-                                  floor, teacher_probe, json_path, overwrite, _data(data_root, cache_dir, download=download))
+        request = api.EvalRequest(list(bundles or []), list(targets or []), source, teacher, budget,
+                                  [b for b in baselines or [] if b != "none"], floor, teacher_probe, json_path,
+                                  report_dir, overwrite, _data(data_root, cache_dir, download=download))
         report = api.evaluate_bundle(request, config, device=device, reporter=rep)
         _render_report(report, config)
-        if json_path is not None:
-            err.print(f"wrote {json_path}", markup=False)
+        for path in (json_path, report_dir):
+            if path is not None:
+                err.print(f"wrote {path}", markup=False)
 
 
 def _render_report(report: Any, config: Any) -> None:
-    table = Table(title=f"linear probe on {report.target} ({config.arch}, {config.pretrain_epochs} ep pretraining, "
-                        f"{config.num_seeds} seed(s))", title_justify="left")
-    for col in ("set", "top-1 %", "runs", "note"):
-        table.add_column(col, justify="right" if col in ("top-1 %", "runs") else "left")
-    for row in report.rows:
-        acc = f"{row.mean:.2f} ± {row.std:.2f}" if len(row.accuracies) > 1 else f"{row.mean:.2f}"
-        table.add_row(row.name, acc, str(len(row.accuracies)), row.note)
-    out.print(table)
-    for name, diffs in report.paired.items():
-        mean = sum(diffs) / len(diffs)
-        out.print(f"paired difference {name}: {mean:+.2f} (per seed: {', '.join(f'{d:+.2f}' for d in diffs)})",
-                  highlight=False)
+    ref = report.reference
+    for arch, target, protocol in report.tables():
+        table = Table(title=f"{protocol} on {target} ({arch}, {config.pretrain_epochs} ep pretraining, "
+                            f"{config.num_seeds} seed(s))", title_justify="left")
+        for col in ("set", "top-1 %", f"vs {ref.name.split(' (')[0]}" if ref else "vs -", "note"):
+            table.add_column(col, justify="left" if col in ("set", "note") else "right")
+        for row in report.rows:
+            res = report.result(row.name, arch, target, protocol)
+            if res is None:
+                continue
+            acc = f"{res.mean:.2f} ± {res.std:.2f}" if len(res.accuracies) > 1 else f"{res.mean:.2f}"
+            diff = report.improvement(row.name, arch, target, protocol)
+            shown = "" if diff is None else (f"{sum(diff) / len(diff):+.2f} ({', '.join(f'{d:+.2f}' for d in diff)})")
+            table.add_row(row.name, acc, shown, row.note)
+        out.print(table)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -473,13 +481,20 @@ def _render_report(report: Any, config: Any) -> None:
 
 
 @app.command("models")
-def models_cmd() -> None:
-    """List the registered architectures."""
-    from .models import model_descriptions
+def models_cmd(
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (docs/models.md).")] = False,
+) -> None:
+    """List the registered architectures with their parameter counts (without the head)."""
+    from .models import list_models, model_entry
+    from .models.registry import models_markdown
 
-    table = Table("name", "description")
-    for name, desc in model_descriptions().items():
-        table.add_row(name, desc)
+    if markdown:
+        out.print(models_markdown(), markup=False, highlight=False, soft_wrap=True)
+        return
+    table = Table("name", "params (32 px)", "description")
+    for name in list_models():
+        entry = model_entry(name)
+        table.add_row(name, f"{entry.params[32] / 1e6:.2f} M", entry.description)
     out.print(table)
 
 

@@ -143,17 +143,27 @@ class DistillConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Pretraining on a distilled set and linear probing (method.md §7.1, §7.2)."""
+    """Pretraining on a distilled set, then linear probing, fine-tuning or k-NN (method.md §7)."""
 
-    arch: str = setting("convnet3", "architecture pretrained on the set (see `ssdd models`)")
+    archs: tuple[str, ...] = setting(("convnet3",), "architectures pretrained on each set (see `ssdd models`)")
+    protocols: tuple[str, ...] = setting(("linear",), "linear (frozen features), finetune (whole model) and/or knn")
     pretrain_epochs: int = setting(1000, "pretraining epochs over the pairs (0 = no pretraining)")
     pretrain_batch_size: int = setting(256, "pretraining batch size")
     pretrain_lr: float = setting(0.1, "pretraining SGD learning rate")
     pretrain_momentum: float = setting(0.9, "pretraining SGD momentum")
     pretrain_weight_decay: float = setting(1e-3, "pretraining SGD weight decay")
+    full_epochs: int = setting(20, "pretraining epochs of the `full` baseline (the whole source)")
     probe_steps: int = setting(5000, "linear-probe SGD steps")
     probe_batch_size: int = setting(512, "linear-probe batch size")
     probe_lr: float = setting(0.2, "linear-probe learning rate (cosine decay)")
+    finetune_steps: int = setting(0, "fine-tuning steps (0: 10,000 for CIFAR/Tiny-ImageNet targets, else 5,000)")
+    finetune_batch_size: int = setting(256, "fine-tuning batch size")
+    finetune_lr: float = setting(0.01, "fine-tuning SGD learning rate (cosine decay)")
+    finetune_weight_decay: float = setting(5e-4, "fine-tuning SGD weight decay")
+    knn_k: int = setting(200, "k-NN neighbours (cosine similarity)")
+    knn_temperature: float = setting(0.1, "k-NN vote temperature")
+    max_train_images: int = setting(0, "probe on this many target training images (0: all; stratified)")
+    max_test_images: int = setting(0, "test on this many target test images (0: all; stratified)")
     num_seeds: int = setting(1, "independent runs, paired across rows")
     amp: bool | None = setting(False, "bf16 autocast; none = only where bf16 is fast")
     seed: int = setting(0, "first seed (runs use seed, seed+1, ...)")
@@ -161,10 +171,27 @@ class EvalConfig:
     def __post_init__(self) -> None:
         _check_numbers(self)
         _check(self.pretrain_epochs >= 0, "epochs", "≥ 0", self.pretrain_epochs)
-        for name in ("probe_steps", "num_seeds", "pretrain_batch_size", "probe_batch_size"):
+        for name in ("probe_steps", "num_seeds", "pretrain_batch_size", "probe_batch_size", "finetune_batch_size",
+                     "knn_k", "full_epochs"):
             _check(getattr(self, name) >= 1, name.replace("num_", "").replace("_", "-"), "≥ 1", getattr(self, name))
-        _check(self.pretrain_lr > 0 and self.probe_lr > 0, "pretrain_lr/probe_lr", "> 0",
-               (self.pretrain_lr, self.probe_lr))
+        for name in ("finetune_steps", "max_train_images", "max_test_images"):
+            _check(getattr(self, name) >= 0, name, "≥ 0", getattr(self, name))
+        _check(self.pretrain_lr > 0 and self.probe_lr > 0 and self.finetune_lr > 0, "pretrain_lr/probe_lr/finetune_lr",
+               "> 0", (self.pretrain_lr, self.probe_lr, self.finetune_lr))
+        _check(self.knn_temperature > 0, "knn_temperature", "> 0", self.knn_temperature)
+        _check(len(self.archs) >= 1, "--arch", "at least one architecture", self.archs)
+        unknown = [p for p in self.protocols if p not in PROTOCOLS]
+        _check(not unknown and len(self.protocols) >= 1, "--protocol", f"one or more of {', '.join(PROTOCOLS)}",
+               ",".join(self.protocols))
+
+    @property
+    def arch(self) -> str:
+        """The first architecture (single-architecture helpers use it)."""
+        return self.archs[0]
+
+
+#: evaluation protocols (method.md §7.2, §7.3; k-NN as SSL libraries report it)
+PROTOCOLS = ("linear", "finetune", "knn")
 
 
 #: flag name in an error message → field name, where they differ
@@ -201,7 +228,7 @@ DISTILL_PRESETS: dict[str, dict[str, Any]] = {
 }
 EVAL_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    "cpu": dict(arch="convnet3_s", amp=None),
+    "cpu": dict(archs=("convnet3_s",), amp=None),
 }
 #: 64-px sources use the 4-block nets (method.md §5.6)
 WIDE_POOL = {"convnet3": "convnet4", "convnet3_s": "convnet4_s"}

@@ -28,6 +28,7 @@ from .errors import OutputError
 TMP_SUFFIX = ".ssdd-tmp"
 MANIFEST = "manifest.json"
 MANIFEST_TAG = "ssdd expand"  # manifest["written_by"]: the folder is ssdd's own
+REPORT_TAG = "ssdd evaluate"  # the same for `ssdd evaluate --report DIR`
 MAX_NAME_BYTES = 200  # 255 on common file systems, less the temporary's ".<pid>.<random>.ssdd-tmp"
 _STALE_S = 24 * 3600.0  # a temporary this old is swept even if its pid was reused
 
@@ -102,7 +103,7 @@ def check_replaceable_dir(path: Path, protect: Iterable[str | Path] = ()) -> Non
     """Refuse to replace a folder unless ssdd wrote it and it holds nothing else.
 
     Raises:
-        OutputError: ``path`` is not a folder written by ``ssdd expand``, holds files its manifest does not
+        OutputError: ``path`` is not a folder written by ``ssdd expand``/``evaluate``, holds files its manifest does not
             list, is the working folder or one of its parents, or holds a protected path.
     """
     mode = os.lstat(path).st_mode
@@ -120,9 +121,9 @@ def check_replaceable_dir(path: Path, protect: Iterable[str | Path] = ()) -> Non
         manifest = json.loads((path / MANIFEST).read_text())
     except (OSError, ValueError):
         manifest = None
-    if not isinstance(manifest, dict) or manifest.get("written_by") != MANIFEST_TAG:
-        raise OutputError(f"{path} was not written by `ssdd expand` (no ssdd manifest); ssdd only replaces folders "
-                          "it wrote; choose another path")
+    if not isinstance(manifest, dict) or manifest.get("written_by") not in (MANIFEST_TAG, REPORT_TAG):
+        raise OutputError(f"{path} was not written by `ssdd expand` or `ssdd evaluate` (no ssdd manifest); ssdd only "
+                          "replaces folders it wrote; choose another path")
     owned = {MANIFEST, *(str(f) for f in manifest.get("owned", []))}
     for item in sorted(path.rglob("*")):
         rel = item.relative_to(path).as_posix()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -126,8 +127,47 @@ def test_evaluate(in_pipeline: Path, tmp_path: Path) -> None:
     names = [r["name"] for r in data["rows"]]
     assert names[0] == "boost (N=10)" and names[1] == "random (N=10)" and "no pretraining (floor)" in names
     assert any(n.startswith("teacher") for n in names)
-    assert data["config"]["arch"] == "convnet2_xs" and data["config"]["pretrain_epochs"] == 1
-    assert "paired difference" in res.stdout
+    assert data["config"]["archs"] == ["convnet2_xs"] and data["config"]["pretrain_epochs"] == 1
+    assert "vs random" in res.stdout and "linear on shapes" in res.stdout
+
+
+def test_evaluate_report_folder(in_pipeline: Path, tmp_path: Path) -> None:
+    """Two bundles, two architectures, two protocols, full and random baselines: report.md/json and readable PNGs.
+
+    The folder is replaced only with --overwrite, and a folder ssdd did not write never is.
+    """
+    from PIL import Image
+
+    other = tmp_path / "c.safetensors"
+    shutil.copy("b.safetensors", other)
+    out = tmp_path / "rep"
+    args = ["evaluate", "b.safetensors", str(other), "--arch", "convnet2_xs", "--arch", "convnet3_s", "--epochs", "1",
+            "--probe-steps", "5", "--protocol", "linear", "--protocol", "knn", "--set", "knn_k=3", "--set", "full_epochs=1",
+            "--set", "max_train_images=200", "--set", "max_test_images=100",
+            "--baseline", "random", "--baseline", "full", "--report", str(out), "--device", "cpu"]
+    ok(invoke(*args))
+    data = json.loads((out / "report.json").read_text())
+    assert [r["name"] for r in data["rows"]][:4] == ["boost (N=10) b.safetensors", "boost (N=10) c.safetensors",
+                                                   "random (N=10)", f"full source ({data['rows'][3]['name'][13:]}"]
+    assert len(data["tables"]) == 4 and data["reference"] == "random (N=10)"
+    # the same bundle twice: the same pairs, the same seeds, so the same accuracies
+    for table in data["tables"]:
+        assert table["rows"][0]["accuracies"] == table["rows"][1]["accuracies"]
+    md = (out / "report.md").read_text()
+    assert "## shapes, knn" in md and "| convnet2_xs | convnet3_s |" in md
+    # max_test_images=100: every accuracy is a whole percentage
+    assert all(a == round(a) for t in data["tables"] for r in t["rows"] for a in r["accuracies"])
+    for name in ("accuracy.png", "images_1.png", "images_2.png", "loss.png"):
+        assert f"]({name})" in md
+        with Image.open(out / name) as im:
+            assert im.size[0] >= 60 and im.size[1] >= 60
+    fails(invoke(*args), 7, "already exists")
+    ok(invoke(*args, "--overwrite"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    fails(invoke(*args[:-4], "--report", str(mine), "--overwrite"), 7, "not written by")
+    assert (mine / "notes.txt").read_text() == "keep"
 
 
 # ------------------------------------------------------------------------------------------------ errors

@@ -76,9 +76,9 @@ def test_pretrain_fits_targets() -> None:
     """Pretraining regresses the targets (the MSE falls) and is seeded; 0 epochs = the untouched init."""
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(16, 3, 16, 16, generator=g), torch.randn(16, 8, generator=g)
-    cfg = EvalConfig(arch="convnet2_xs", pretrain_epochs=30, pretrain_batch_size=16, pretrain_lr=0.05)
+    cfg = EvalConfig(archs=("convnet2_xs",), pretrain_epochs=30, pretrain_batch_size=16, pretrain_lr=0.05)
     with torch.no_grad():
-        init = pretrain(x, y, EvalConfig(arch="convnet2_xs", pretrain_epochs=0), seed=3, device=CPU)
+        init = pretrain(x, y, EvalConfig(archs=("convnet2_xs",), pretrain_epochs=0), seed=3, device=CPU)
         before = float((init(x) - y).pow(2).mean())
     model = pretrain(x, y, cfg, seed=3, device=CPU)
     with torch.no_grad():
@@ -89,31 +89,126 @@ def test_pretrain_fits_targets() -> None:
     assert not model.training
 
 
-def test_evaluate_report(tiny_results, tiny_data, tiny_teacher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """evaluate() returns bundle, random, floor and teacher rows, with per-seed paired differences."""
+def test_evaluate_report(tiny_results, tiny_data, tiny_teacher) -> None:  # type: ignore[no-untyped-def]
+    """Bundle, random, floor and teacher rows × 2 architectures × 2 targets × 2 protocols, paired per seed.
+
+    Every accuracy is a whole number of test images; the seeds are paired (the second seed's run is a
+    one-seed run started there); the improvement column is the per-seed difference over the random row;
+    two shards gathered give the one-process table.
+    """
+    from ssdd_cli.data import make_shapes
+    from ssdd_cli.evaluate.runner import RowSpec, baseline_pairs, fixed_pairs
+
     res = tiny_results["boost"]
-    bundle = load_bundle(save_bundle(tmp_path / "b.safetensors", res.tensors, res.meta))
-    cfg = EvalConfig(arch="convnet2_xs", pretrain_epochs=2, probe_steps=20, num_seeds=2, probe_batch_size=32)
-    report = evaluate(tiny_data, cfg, device=CPU, bundle=bundle, baseline_source=tiny_data, baseline_budget=8,
-                      teacher=tiny_teacher)
-    names = [r.name for r in report.rows]
-    assert names == ["boost (N=8)", "random (N=8)", "no pretraining (floor)", "teacher convnet2_xs (own features)"]
-    assert [len(r.accuracies) for r in report.rows] == [2, 2, 2, 1]
-    num_test = tiny_data.test_images.shape[0]
-    for row in report.rows:  # whole numbers of correctly classified test images
-        assert all(a * num_test / 100 == pytest.approx(round(a * num_test / 100), abs=1e-6) for a in row.accuracies)
+    other = make_shapes(num_train=48, num_test=24, image_size=16, seed=5)
+    other.name = "shapes-b"
+    cfg = EvalConfig(archs=("convnet2_xs", "vit"), protocols=("linear", "knn"), pretrain_epochs=2, probe_steps=20,
+                     num_seeds=2, probe_batch_size=32, knn_k=5)
+    with torch.no_grad():
+        pairs = res.synthetic.support()
+    rows = [RowSpec("boost (N=8)", "bundle", fixed_pairs(*pairs), "32 pairs"),
+            RowSpec("random (N=8)", "baseline",
+                    lambda s: baseline_pairs("random", tiny_data, tiny_teacher, 8, seed=s, device=CPU)),
+            RowSpec("no pretraining (floor)", "floor", None),
+            RowSpec("teacher convnet2_xs (own features)", "teacher", None)]
+    report = evaluate([tiny_data, other], rows, cfg, device=CPU, teacher=tiny_teacher)
+    assert report.tables() == [(a, t, p) for t in ("shapes", "shapes-b") for p in ("linear", "knn")
+                               for a in ("convnet2_xs", "vit")]
+    assert report.reference is not None and report.reference.name == "random (N=8)"
+    for arch, target, protocol in report.tables():
+        num_test = (tiny_data if target == "shapes" else other).test_images.shape[0]
+        cells = {r.name: report.result(r.name, arch, target, protocol) for r in report.rows}
+        assert [len(c.accuracies) for c in cells.values()] == [2, 2, 2, 1]
+        for cell in cells.values():  # whole numbers of correctly classified test images
+            assert all(a * num_test / 100 == pytest.approx(round(a * num_test / 100), abs=1e-6) for a in cell.accuracies)
+        diff = report.improvement("boost (N=8)", arch, target, protocol)
+        assert diff == pytest.approx([a - b for a, b in zip(cells["boost (N=8)"].accuracies,
+                                                             cells["random (N=8)"].accuracies)])
+        assert report.improvement("teacher convnet2_xs (own features)", arch, target, protocol) is None
     # seeds are paired: the second seed's run equals a one-seed run started at that seed
-    second = evaluate(tiny_data, replace(cfg, seed=1, num_seeds=1), device=CPU, bundle=bundle, floor=False,
-                      teacher_probe=False)
-    assert [r.name for r in second.rows] == ["boost (N=8)"] and second.rows[0].accuracies == [report.rows[0].accuracies[1]]
-    assert report.rows[3].accuracies == [teacher_probe_accuracy(tiny_teacher, tiny_data, cfg, device=CPU)]
-    assert set(report.paired) == {"boost (N=8) - random (N=8)", "boost (N=8) - no pretraining (floor)"}
-    for key, diffs in report.paired.items():
-        other = next(r for r in report.rows if key.endswith(r.name))
-        assert diffs == pytest.approx([a - b for a, b in zip(report.rows[0].accuracies, other.accuracies)])
+    second = evaluate([tiny_data], rows[:1], replace(cfg, seed=1, num_seeds=1, archs=("vit",)), device=CPU)
+    assert second.result("boost (N=8)", "vit", "shapes", "knn").accuracies == \
+        [report.result("boost (N=8)", "vit", "shapes", "knn").accuracies[1]]
+    # the teacher row is its own features' linear probe, the same in every architecture's table
+    assert report.result("teacher convnet2_xs (own features)", "vit", "shapes", "linear").accuracies == \
+        [teacher_probe_accuracy(tiny_teacher, tiny_data, cfg, device=CPU)]
+    # shards: each runs every other unit; gathered, they make the same table
+    parts = [evaluate([tiny_data], rows[:3], replace(cfg, archs=("convnet2_xs",)), device=CPU, shard=(r, 2),
+                      gather=lambda mine: mine) for r in range(2)]
+    whole = evaluate([tiny_data], rows[:3], replace(cfg, archs=("convnet2_xs",)), device=CPU)
+    shards = [e for part in parts for e in part.results]
+    for cell in whole.results:
+        got = [e for e in shards if (e.row, e.arch, e.target, e.protocol) == (cell.row, cell.arch, cell.target, cell.protocol)]
+        assert sorted(a for e in got for a in e.accuracies) == sorted(cell.accuracies)
     d = report.to_dict()
-    assert d["target"] == "shapes" and d["config"]["arch"] == "convnet2_xs" and len(d["rows"]) == 4
-    assert "32 pairs" in report.rows[0].note  # 8 images × 4 views
+    assert len(d["tables"]) == 8 and d["reference"] == "random (N=8)" and d["config"]["archs"] == ["convnet2_xs", "vit"]
+    boost = d["tables"][0]["rows"][0]
+    assert boost["name"] == "boost (N=8)" and boost["improvement"]["over"] == "random (N=8)"
+    md = report.to_markdown()
+    assert "## shapes-b, knn" in md and "| boost (N=8) − random (N=8) |" in md
+
+
+def test_knn_matches_a_float64_reference() -> None:
+    """Weighted cosine k-NN equals a direct float64 computation, vote by vote."""
+    from ssdd_cli.evaluate import knn_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    xtr, ytr = torch.randn(60, 8, generator=g), torch.randint(0, 5, (60,), generator=g)
+    xte, yte = torch.randn(25, 8, generator=g), torch.randint(0, 5, (25,), generator=g)
+    a, b = xtr.double() / xtr.double().norm(dim=1, keepdim=True), xte.double() / xte.double().norm(dim=1, keepdim=True)
+    correct = 0
+    for i in range(25):
+        sims = [(float(a[j] @ b[i]), j) for j in range(60)]
+        top = sorted(sims, reverse=True)[:7]
+        votes = [0.0] * 5
+        for sim, j in top:
+            votes[int(ytr[j])] += float(torch.tensor(sim / 0.1).exp())
+        correct += int(max(range(5), key=lambda c: (votes[c], -c)) == int(yte[i]))
+    expected = 100.0 * correct / 25
+    assert knn_accuracy(xtr, ytr, xte, yte, k=7, temperature=0.1, device=CPU, chunk=4) == expected
+    # k = 1 on the training set itself: every point is its own nearest neighbour
+    assert knn_accuracy(xtr, ytr, xtr, ytr, k=1, temperature=0.1, device=CPU) == 100.0
+
+
+def test_finetune_trains_a_copy(tiny_data) -> None:  # type: ignore[no-untyped-def]
+    """Fine-tuning leaves the pretrained model untouched, is seeded, and follows §7.3's step counts."""
+    from ssdd_cli.evaluate.finetune import finetune_accuracy, finetune_steps
+    from ssdd_cli.models import create_model
+
+    model = create_model("convnet2_xs", image_size=16, out_dim=32, seed=0).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = EvalConfig(archs=("convnet2_xs",), protocols=("finetune",), finetune_steps=30, finetune_batch_size=16,
+                     finetune_lr=0.05)
+    acc = finetune_accuracy(model, tiny_data, cfg, seed=0, device=CPU)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert acc == finetune_accuracy(model, tiny_data, cfg, seed=0, device=CPU)
+    num_test = tiny_data.test_images.shape[0]
+    assert acc * num_test / 100 == pytest.approx(round(acc * num_test / 100), abs=1e-6)
+    assert finetune_steps(replace(cfg, finetune_steps=0), tiny_data) == 5000
+    assert finetune_steps(replace(cfg, finetune_steps=0), replace(tiny_data, name="cifar10")) == 10000
+    assert finetune_steps(cfg, replace(tiny_data, name="cifar10")) == 30
+
+
+def test_bundle_dataset(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """BundleDataset yields the bundle's (image, target) pairs view-major and works with a DataLoader."""
+    from torch.utils.data import DataLoader
+
+    from ssdd_cli import BundleDataset
+    from ssdd_cli.expand import expand_pairs
+
+    res = tiny_results["boost"]
+    path = save_bundle(tmp_path / "b.safetensors", res.tensors, res.meta)
+    data = BundleDataset(path)
+    images, targets = expand_pairs(load_bundle(path))
+    assert len(data) == images.shape[0] == 8 * 4
+    x, y = data[9]
+    assert torch.equal(x, images[9]) and torch.equal(y, targets[9])
+    batches = list(DataLoader(data, batch_size=10))
+    assert [b[0].shape[0] for b in batches] == [10, 10, 10, 2]
+    one = BundleDataset(path, views="identity,rot180")
+    assert len(one) == 16 and torch.equal(one[8][0], images[16]) and "rot180" in repr(one)
+    with pytest.raises(ConfigError, match="not in this bundle"):
+        BundleDataset(path, views="shear")
 
 
 def test_random_pairs(tiny_data, tiny_teacher) -> None:  # type: ignore[no-untyped-def]
@@ -135,4 +230,8 @@ def test_eval_config_checks() -> None:
         EvalConfig(probe_steps=0)
     with pytest.raises(ConfigError):
         EvalConfig(num_seeds=0)
+    with pytest.raises(ConfigError, match="--protocol must be one or more of linear, finetune, knn"):
+        EvalConfig(protocols=("linear", "probe"))
+    with pytest.raises(ConfigError, match="--arch"):
+        EvalConfig(archs=())
     assert EvalConfig(pretrain_epochs=0).pretrain_epochs == 0

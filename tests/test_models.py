@@ -11,6 +11,7 @@ from ssdd_cli.models import (
     create_model,
     list_models,
     model_descriptions,
+    model_entry,
     register_model,
     registry,
 )
@@ -22,7 +23,7 @@ SIZE = 16
 def test_registry_lists_the_known_models() -> None:
     """The registry holds the ConvNets and ResNets, each with a non-empty description."""
     names = list_models()
-    for name in ("convnet3", "convnet4", "convnet2_xs", "resnet18", "resnet10"):
+    for name in ("convnet3", "convnet4", "convnet2_xs", "resnet18", "resnet10", "vgg11", "alexnet", "mobilenetv2", "vit"):
         assert name in names
     descriptions = model_descriptions()
     assert list(descriptions) == names and all(d.strip() for d in descriptions.values())
@@ -50,7 +51,7 @@ def test_registering_a_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     before = list_models()
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # undone at the end of the test
-    register_model("tiny_probe_net", "one conv (test only)")(_Probe)
+    register_model("tiny_probe_net", "one conv (test only)", params=140)(_Probe)
     assert "tiny_probe_net" in list_models() and len(list_models()) == len(before) + 1
     assert model_descriptions()["tiny_probe_net"] == "one conv (test only)"
     model = create_model("Tiny-Probe-Net", image_size=8, out_dim=3, in_channels=1, seed=0)
@@ -59,7 +60,7 @@ def test_registering_a_model(monkeypatch: pytest.MonkeyPatch) -> None:
     again = create_model("tiny_probe_net", image_size=8, out_dim=3, in_channels=1, seed=0)
     assert torch.equal(model.conv.weight, again.conv.weight)
     with pytest.raises(ValueError, match="registered twice"):
-        register_model("tiny_probe_net", "again")(_Probe)
+        register_model("tiny_probe_net", "again", params=140)(_Probe)
     # the unknown-name error lists what is registered now, including the new entry
     with pytest.raises(ConfigError, match="unknown architecture 'tiny_probe'.*tiny_probe_net"):
         create_model("tiny_probe")
@@ -69,15 +70,16 @@ def test_registering_a_model(monkeypatch: pytest.MonkeyPatch) -> None:
         create_model("tiny_probe_net")
 
 
+@pytest.mark.parametrize("size", [32, 64])
 @pytest.mark.parametrize("name", list_models())
-def test_shapes_gradients_and_finiteness(name: str) -> None:
+def test_shapes_gradients_and_finiteness(name: str, size: int) -> None:
     """embed/represent/forward shapes match feature_dim/repr_dim/out_dim; every parameter gets a gradient."""
-    model = create_model(name, image_size=SIZE, out_dim=7, seed=0)
+    model = create_model(name, image_size=size, out_dim=7, seed=0)
     # zero-initialised residual BatchNorm weights (ResNet) would zero some gradients: use ones
     for mod in model.modules():
         if isinstance(mod, torch.nn.BatchNorm2d):
             torch.nn.init.ones_(mod.weight)
-    x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     model.train()
     emb, rep, out = model.embed(x), model.represent(x), model(x)
     assert emb.shape == (2, model.feature_dim)
@@ -90,9 +92,33 @@ def test_shapes_gradients_and_finiteness(name: str) -> None:
         assert p.grad is not None, pname
         assert torch.isfinite(p.grad).all(), pname
         assert p.grad.abs().sum() > 0, pname
-    headless = create_model(name, image_size=SIZE, out_dim=None, seed=0)
+    headless = create_model(name, image_size=size, out_dim=None, seed=0)
     assert headless(x).shape == (2, headless.feature_dim)
     assert not any(k.startswith("fc.") for k in backbone_state_dict(model))
+    # the documented parameter count (registry, `ssdd models`, docs/models.md) is the built model's
+    assert sum(p.numel() for p in headless.parameters()) == model_entry(name).params[size]
+
+
+# method.md §7.2/§7.6: linear-probe feature sizes at 32 and 64 px
+FEATURE_DIMS = {"convnet3": (8192, 32768), "resnet18": (512, 512), "resnet10": (512, 512), "vgg11": (512, 2048),
+                "alexnet": (3072, 12288), "mobilenetv2": (1280, 1280), "vit": (256, 256)}
+
+
+@pytest.mark.parametrize("name", sorted(FEATURE_DIMS))
+def test_feature_sizes_follow_the_protocol(name: str) -> None:
+    """embed() has the size method.md lists for each evaluation architecture, at 32 and 64 px."""
+    for size, dim in zip((32, 64), FEATURE_DIMS[name]):
+        model = create_model(name, image_size=size).eval()
+        assert model.feature_dim == dim
+        assert model.embed(torch.zeros(1, 3, size, size)).shape == (1, dim)
+
+
+def test_small_images_are_refused_with_the_reason() -> None:
+    """VGG-11's five max-pools need 32 px, the ViT's 8×8 grid a multiple of 8."""
+    with pytest.raises(ConfigError, match="vgg11 cannot take 16-px images: .*too small"):
+        create_model("vgg11", image_size=16)
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        create_model("vit", image_size=36)
 
 
 def test_convnet_dims() -> None:
@@ -138,3 +164,13 @@ def test_resnet18_stem() -> None:
     assert isinstance(model.maxpool, torch.nn.Identity)
     assert model.conv1(torch.zeros(1, 3, 32, 32)).shape == (1, 64, 34, 34)
     assert (model.feature_dim, model.repr_dim) == (512, 512)
+
+
+def test_models_doc_matches_the_registry() -> None:
+    """docs/models.md holds the registry's table (`ssdd models --markdown`)."""
+    from pathlib import Path
+
+    from ssdd_cli.models.registry import models_markdown
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    assert models_markdown() in doc, "docs/models.md is stale; regenerate it with `ssdd models --markdown`"

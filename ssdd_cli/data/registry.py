@@ -123,6 +123,18 @@ def load_dataset(name: str, *, data_root: str | Path | None = None,
     return subsample_train(dataset, max_train) if max_train is not None else dataset
 
 
+def balanced_indices(labels: torch.Tensor, k: int, seed: int, name: str = "subsample") -> torch.Tensor:
+    """Sorted indices of ``k`` items taken round-robin over classes, in a random order from stream ``name``."""
+    count = labels.shape[0]
+    perm = torch.randperm(count, generator=make_generator(derive_seed(seed, name)))
+    perm = perm[torch.argsort(labels[perm], stable=True)]  # grouped by class, random within
+    sorted_labels = labels[perm]
+    starts = torch.searchsorted(sorted_labels, sorted_labels, right=False)
+    rank = torch.arange(count) - starts  # position of each image within its class
+    order = torch.argsort(rank * (int(labels.max()) + 1) + sorted_labels, stable=True)
+    return perm[order[:k]].sort().values
+
+
 def subsample_train(dataset: ImageDataset, max_train: int, seed: int = 0) -> ImageDataset:
     """Keep a deterministic, class-balanced subset of at most ``max_train`` training images.
 
@@ -139,19 +151,22 @@ def subsample_train(dataset: ImageDataset, max_train: int, seed: int = 0) -> Ima
         already small enough).
     """
     labels = dataset.train_labels
-    count = labels.shape[0]
-    if max_train >= count:
+    if max_train >= labels.shape[0]:
         return dataset
-    perm = torch.randperm(count, generator=make_generator(derive_seed(seed, "subsample")))
-    perm = perm[torch.argsort(labels[perm], stable=True)]  # grouped by class, random within
-    sorted_labels = labels[perm]
-    starts = torch.searchsorted(sorted_labels, sorted_labels, right=False)
-    rank = torch.arange(count) - starts  # position of each image within its class
-    order = torch.argsort(rank * (int(labels.max()) + 1) + sorted_labels, stable=True)
-    keep = perm[order[:max_train]].sort().values
+    keep = balanced_indices(labels, max_train, seed)
     extra = {**dataset.extra, "max_train": str(max_train)}
     return dataclasses.replace(dataset, train_images=dataset.train_images[keep],
                                train_labels=labels[keep], extra=extra)
+
+
+def subsample_test(dataset: ImageDataset, max_test: int, seed: int = 0) -> ImageDataset:
+    """Keep a class-balanced subset of at most ``max_test`` test images (stream ``subsample-test``)."""
+    labels = dataset.test_labels
+    if max_test >= labels.shape[0]:
+        return dataset
+    keep = balanced_indices(labels, max_test, seed, "subsample-test")
+    extra = {**dataset.extra, "max_test": str(max_test)}
+    return dataclasses.replace(dataset, test_images=dataset.test_images[keep], test_labels=labels[keep], extra=extra)
 
 
 def _cached(cache: Path, name: str, size: int | None, fingerprint: str,

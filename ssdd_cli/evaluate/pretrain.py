@@ -23,8 +23,9 @@ def pretrain(
     seed: int,
     device: torch.device,
     reporter: ProgressReporter | None = None,
+    arch: str | None = None,
 ) -> Backbone:
-    """Train ``config.arch`` (head sized ``D``) to regress ``targets`` from ``images``.
+    """Train ``arch`` (default: the first of ``config.archs``; head sized ``D``) to regress ``targets`` from ``images``.
 
     SGD (lr 0.1, momentum 0.9, weight decay 1e-3), no schedule, no augmentation, shuffled batches of
     ``pretrain_batch_size`` for ``pretrain_epochs`` epochs; images are fed as given.
@@ -36,9 +37,10 @@ def pretrain(
         seed: seeds the initialisation and the batch order.
         device: where to train.
         reporter: progress sink.
+        arch: architecture to train.
     """
     n = images.shape[0]
-    model = create_model(config.arch, image_size=images.shape[-1], out_dim=targets.shape[1],
+    model = create_model(arch or config.arch, image_size=images.shape[-1], out_dim=targets.shape[1],
                          seed=derive_seed(seed, "eval-init")).to(device)
     if config.pretrain_epochs == 0:
         return model.eval().to(memory_format=torch.channels_last)

@@ -72,3 +72,34 @@ def linear_probe(
             pred = head(test_feats[i : i + 4096].to(device)).argmax(1)
             correct += int((pred == test_labels[i : i + 4096].to(device)).sum())
     return 100.0 * correct / test_feats.shape[0]
+
+
+@torch.no_grad()
+def knn_accuracy(
+    train_feats: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_feats: torch.Tensor,
+    test_labels: torch.Tensor,
+    *,
+    k: int = 200,
+    temperature: float = 0.1,
+    device: torch.device,
+    chunk: int = 1024,
+) -> float:
+    """Weighted k-NN top-1 (%) on cosine similarity, the quick look SSL libraries report.
+
+    Each test feature votes with its ``k`` most similar training features; a neighbour of similarity
+    ``s`` adds ``exp(s / temperature)`` to its class. Ties in the vote go to the lower class index.
+    """
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    bank = F.normalize(train_feats.float().to(device), dim=1)  # (n, p)
+    labels = train_labels.to(device)
+    k = min(k, bank.shape[0])
+    correct = 0
+    for i in range(0, test_feats.shape[0], chunk):
+        q = F.normalize(test_feats[i : i + chunk].float().to(device), dim=1)  # (b, p)
+        sim, idx = (q @ bank.T).topk(k, dim=1)  # (b, k)
+        votes = torch.zeros(q.shape[0], num_classes, device=device)
+        votes.scatter_add_(1, labels[idx], (sim / temperature).exp())
+        correct += int((votes.argmax(1) == test_labels[i : i + chunk].to(device)).sum())
+    return 100.0 * correct / test_feats.shape[0]

@@ -56,5 +56,11 @@ _VARIANTS = {
     "convnet2_xs": ((16, 32), "2 blocks 16-32 (tiny; tests)"),
 }
 
+def _convnet_params(widths: tuple[int, ...], in_channels: int = 3) -> int:
+    """Conv weights and biases plus BatchNorm scale and shift per block (no head)."""
+    chans = (in_channels, *widths)
+    return sum(cin * cout * 9 + cout + 2 * cout for cin, cout in zip(chans, chans[1:], strict=False))
+
+
 for _name, (_widths, _desc) in _VARIANTS.items():
-    register_model(_name, _desc)(_convnet(_widths))
+    register_model(_name, _desc, params=_convnet_params(_widths))(_convnet(_widths))

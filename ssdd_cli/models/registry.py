@@ -49,18 +49,25 @@ class ModelEntry:
     name: str
     builder: Callable[..., Backbone]
     description: str
+    params: dict[int, int]  # image size → parameters without the head; pinned by tests/test_models.py
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, description: str) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
-    """Decorator that records a builder ``fn(image_size, out_dim) -> Backbone`` under ``name``."""
+def register_model(name: str, description: str, *,
+                   params: int | dict[int, int]) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
+    """Decorator that records a builder ``fn(image_size, out_dim) -> Backbone`` under ``name``.
+
+    ``params`` is the documented parameter count without the head at 32 and 64 px (one number when
+    it does not depend on the size); a test builds every model at both sizes and checks it.
+    """
+    counts = params if isinstance(params, dict) else {32: params, 64: params}
 
     def deco(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(name, fn, description)
+        _REGISTRY[name] = ModelEntry(name, fn, description, counts)
         return fn
 
     return deco
@@ -74,6 +81,20 @@ def list_models() -> list[str]:
 def model_descriptions() -> dict[str, str]:
     """Name → one-line description of every architecture."""
     return {name: _REGISTRY[name].description for name in list_models()}
+
+
+def models_markdown() -> str:
+    """Every architecture with its parameter counts as a Markdown table (the source of docs/models.md)."""
+    lines = ["| name | parameters at 32 px | at 64 px | description |", "|---|---:|---:|---|"]
+    for name in list_models():
+        e = _REGISTRY[name]
+        lines.append(f"| `{name}` | {e.params[32]:,} | {e.params[64]:,} | {e.description} |")
+    return "\n".join(lines)
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The registry entry of ``name`` (see :func:`check_model_name`)."""
+    return _REGISTRY[check_model_name(name)]
 
 
 def check_model_name(name: str) -> str:
@@ -106,13 +127,17 @@ def create_model(
         in_channels: image channels.
 
     Raises:
-        ConfigError: unknown architecture.
+        ConfigError: unknown architecture, or an image size it cannot take.
     """
-    build = _REGISTRY[check_model_name(name)].builder
-    if seed is None:
-        return build(image_size=image_size, out_dim=out_dim, in_channels=in_channels)
-    with seeded(seed):
-        return build(image_size=image_size, out_dim=out_dim, in_channels=in_channels)
+    key = check_model_name(name)
+    build = _REGISTRY[key].builder
+    try:
+        if seed is None:
+            return build(image_size=image_size, out_dim=out_dim, in_channels=in_channels)
+        with seeded(seed):
+            return build(image_size=image_size, out_dim=out_dim, in_channels=in_channels)
+    except ValueError as exc:  # a size the architecture cannot take
+        raise ConfigError(f"{key} cannot take {image_size}-px images: {exc}; choose another --arch") from None
 
 
 def backbone_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -41,13 +41,13 @@ class CifarResNet(ResNet, Backbone):  # type: ignore[misc]
         return self.fc(self.represent(x))
 
 
-@register_model("resnet18", "ResNet-18, CIFAR stem (3×3, padding 2, no max-pool), 512-d")
+@register_model("resnet18", "ResNet-18, CIFAR stem (3×3, padding 2, no max-pool), 512-d", params=11_168_832)
 def resnet18(image_size: int = 32, out_dim: int | None = None, in_channels: int = 3) -> CifarResNet:
     """ResNet-18 with the CIFAR stem (the KRR-ST / Boost teacher architecture)."""
     return CifarResNet([2, 2, 2, 2], out_dim, in_channels)
 
 
-@register_model("resnet10", "ResNet-10, CIFAR stem, 512-d")
+@register_model("resnet10", "ResNet-10, CIFAR stem, 512-d", params=4_898_112)
 def resnet10(image_size: int = 32, out_dim: int | None = None, in_channels: int = 3) -> CifarResNet:
     """ResNet-10 ([1,1,1,1] BasicBlocks) with the CIFAR stem."""
     return CifarResNet([1, 1, 1, 1], out_dim, in_channels)
