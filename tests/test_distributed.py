@@ -71,12 +71,17 @@ def _distill(case: str, teacher_path: Path, checkpoint: Path | None = None, resu
     return api.distill(data, teacher, cfg, device=CPU, checkpointing=ckpt)
 
 
-def _teacher():  # type: ignore[no-untyped-def]
+def _teacher(checkpoint: Path | None = None, resume: bool = False):  # type: ignore[no-untyped-def]
+    from ssdd_cli.checkpoint import Checkpointing
     from ssdd_cli.data import make_shapes
+    from ssdd_cli.methods.distill import run_identity
     from ssdd_cli.teacher import train_teacher
 
     data = make_shapes(num_train=64, num_test=32, image_size=IMAGE_SIZE, seed=0)
-    return train_teacher(data.train_images, mean=data.mean, std=data.std, config=_teacher_config(), device=CPU)
+    cfg = _teacher_config()
+    ckpt = (Checkpointing(checkpoint, every=2, identity=run_identity("teacher", cfg, data), resume=resume)
+            if checkpoint is not None else None)
+    return train_teacher(data.train_images, mean=data.mean, std=data.std, config=cfg, device=CPU, checkpointing=ckpt)
 
 
 def _helpers() -> dict[str, Any]:
@@ -115,8 +120,10 @@ def _worker(rank: int, port: int, out: Path, teacher_path: Path) -> None:
     again = _distill("krr_st", teacher_path, checkpoint=ckpt, resume=True)
     results["resume"] = {"full": full.tensors, "again": again.tensors, "losses": (full.losses, again.losses),
                          "checkpoint": ckpt}
-    teacher, losses = _teacher()
-    results["teacher"] = {"losses": losses, "state": teacher.model.state_dict()}
+    teacher, losses = _teacher(checkpoint=out / "teacher.ckpt")  # leaves the checkpoint after step 2 of 4
+    again, again_losses = _teacher(checkpoint=out / "teacher.ckpt", resume=True)
+    results["teacher"] = {"losses": losses, "state": teacher.model.state_dict(), "resumed_losses": again_losses,
+                          "resumed_state": again.model.state_dict()}
     torch.save(results, out / f"rank{rank}.pt")
 
 
@@ -184,6 +191,9 @@ def test_two_rank_resume_is_bit_identical(ranks: list[dict[str, Any]]) -> None:
     res = ranks[0]["resume"]
     assert res["losses"][0] == res["losses"][1]
     assert all(torch.equal(res["full"][k], res["again"][k]) for k in res["full"])
+    t = ranks[0]["teacher"]
+    assert t["resumed_losses"] == t["losses"]
+    assert all(torch.equal(t["state"][k], t["resumed_state"][k]) for k in t["state"])
 
 
 def test_one_process_resumes_a_two_process_checkpoint(ranks: list[dict[str, Any]], tiny_teacher_path: Path) -> None:

@@ -92,7 +92,8 @@ def train_teacher(
         encoder.to(memory_format=torch.channels_last)
     split = distributed.active()
     twin = distributed.global_batchnorm(_Twin(encoder, projector), device)  # new BatchNorm modules: before the optimizer
-    net: nn.Module = torch.nn.parallel.DistributedDataParallel(twin) if split else twin
+    net: nn.Module = (torch.nn.parallel.DistributedDataParallel(twin, device_ids=[device.index] if device.type == "cuda" else None)
+                      if split else twin)
     data = train_images.to(device)
     gen = stream(config.seed, "teacher-augment", device)
     batches = ShuffledBatches(data.shape[0], config.batch_size, stream(config.seed, "teacher-order", "cpu"),
