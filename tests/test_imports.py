@@ -8,7 +8,7 @@ import sys
 MODULES = [
     "ssdd_cli.teacher", "ssdd_cli.methods.distill", "ssdd_cli.methods.synthetic", "ssdd_cli.methods.pool",
     "ssdd_cli.config", "ssdd_cli.bundle", "ssdd_cli.storage", "ssdd_cli.expand", "ssdd_cli.evaluate",
-    "ssdd_cli.models", "ssdd_cli.augment", "ssdd_cli.api", "ssdd_cli.cli",
+    "ssdd_cli.models", "ssdd_cli.augment", "ssdd_cli.api", "ssdd_cli.cli", "ssdd_cli.distributed",
 ]
 
 SCRIPT = """
