@@ -580,7 +580,7 @@ def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "
         targets.append(target)
     if config.max_train_images or config.max_test_images:
         targets = [_subsampled(t, config) for t in targets]
-    rows = [RowSpec(name, "bundle", fixed_pairs(*expand_pairs(b, device=dev)),
+    rows = [RowSpec(name, "bundle", fixed_pairs(*BundleDataset(b, device=dev).tensors()),
                     f"{b.num_images * len(b.views)} pairs ({b.num_images} images × {len(b.views)} view(s)) from {Path(p).name}")
             for name, b, p in zip(_row_names(bundles, request.bundles), bundles, request.bundles, strict=True)]
     if request.baselines:
