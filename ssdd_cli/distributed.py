@@ -409,11 +409,12 @@ def _global_batchnorm_class() -> type:
     class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         """BatchNorm whose training statistics are those of the global batch (every rank's rows).
 
-        For the CPU (gloo), where ``nn.SyncBatchNorm`` refuses to run. Two differentiable all-reduces
-        per call, mean then biased variance (two passes, like one-process BatchNorm), so the output
-        and its gradient are those of ``nn.BatchNorm`` on the concatenated batch; the running
-        statistics follow the same update (unbiased variance, momentum). Eval mode and single-process
-        runs are plain BatchNorm.
+        For the CPU (gloo), where ``nn.SyncBatchNorm`` refuses to run. Each rank takes its rows' mean
+        and variance (two passes, like one-process BatchNorm); one differentiable all-reduce (float64)
+        combines them into the global ones (Chan et al.'s pairwise rule: ``Σ n_r (v_r + m_r²) / N − m²``),
+        so the output and its gradient are those of ``nn.BatchNorm`` on the concatenated batch; the
+        running statistics follow the same update (unbiased variance, momentum). Eval mode and
+        single-process runs are plain BatchNorm.
         """
 
         def _check_input_dim(self, x: torch.Tensor) -> None:
@@ -426,13 +427,15 @@ def _global_batchnorm_class() -> type:
             dims = [0, *range(2, x.dim())]
             shape = [1, -1] + [1] * (x.dim() - 2)
             xf = x.float()
-            local = torch.cat([xf.sum(dims), xf.new_tensor([x.numel() // x.shape[1]])])
-            total = all_reduce(local)
-            count = total[-1]
-            mean = total[:-1] / count
-            centred = xf - mean.view(shape)
-            var = all_reduce(centred.square().sum(dims)) / count
-            out = centred * torch.rsqrt(var + self.eps).view(shape)
+            var_r, mean_r = torch.var_mean(xf, dim=dims, correction=0)  # (C,) each: this rank's rows
+            n_r = x.numel() // x.shape[1]
+            mean_r, var_r = mean_r.double(), var_r.double()
+            total = all_reduce(torch.cat([mean_r * n_r, (var_r + mean_r.square()) * n_r, mean_r.new_tensor([n_r])]))
+            c, count = x.shape[1], total[-1]
+            mean = total[:c] / count
+            var = (total[c: 2 * c] / count - mean.square()).clamp_min(0)
+            mean, var = mean.float(), var.float()
+            out = (xf - mean.view(shape)) * torch.rsqrt(var + self.eps).view(shape)
             if self.affine:
                 out = out * self.weight.view(shape) + self.bias.view(shape)
             if self.track_running_stats and self.running_mean is not None:
