@@ -379,7 +379,7 @@ def distill_to_file(
         config = distill_config(method, preset, ds.image_size, **settings)
     t = resolve_teacher(teacher, ds, device=dev, cache=data.cache_dir)
     plan = plan_distillation(config, ds, t.repr_dim)
-    if on_plan is not None:
+    if on_plan is not None and distributed.is_main():
         on_plan(plan, config)
     entry = get_method(config.method)
     steps = (f"{config.num_steps:,} steps" + (f" or {config.max_minutes} min" if config.max_minutes else "")
