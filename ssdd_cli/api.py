@@ -531,9 +531,11 @@ def _row_names(bundles: list[Bundle], paths: list[str | Path]) -> list[str]:
 
 
 def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "auto",
-                    reporter: ProgressReporter | None = None, shard: tuple[int, int] = (0, 1),
-                    gather: Any = None) -> EvalReport:
+                    reporter: ProgressReporter | None = None) -> EvalReport:
     """``ssdd evaluate``: pretrain on each bundle's pairs (and the baselines'), evaluate on each target, compare.
+
+    Under torchrun the (row, architecture, seed) runs are dealt out round-robin over the processes and
+    their results gathered on rank 0, which alone reports and writes; the table is the one-process table.
 
     Raises:
         ConfigError: nothing to evaluate, bundles of different resolutions, or a baseline without the
@@ -542,7 +544,7 @@ def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "
     """
     from .evaluate.runner import RowSpec, fixed_pairs
 
-    reporter = reporter or NullReporter()
+    reporter = reporter if reporter is not None and distributed.is_main() else NullReporter()
     for out, kind in ((request.report_path, "file"), (request.report_dir, "dir")):
         if out is not None:
             check_output(out, request.overwrite, kind=kind, protect=request.bundles)
@@ -551,7 +553,7 @@ def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "
     _check_baselines(request.baselines)
     if not request.bundles and not request.baselines:
         raise ConfigError("give a BUNDLE, or --baseline random with --teacher and --source")
-    dev = resolve_device(device)
+    dev = distributed.setup(device)
     bundles = [load_bundle(b) for b in request.bundles]
     sizes = {b.meta.image_size for b in bundles}
     if len(sizes) > 1:
@@ -574,10 +576,11 @@ def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "
     for arch in config.archs:  # an architecture that cannot take this size fails before any data loads
         create_model_check(arch, size or 32)
     targets = []
-    for name in tgt_names:
-        target = request.data.load(name, image_size=size, reporter=reporter)
-        check_target(target, name)
-        targets.append(target)
+    with distributed.main_first():  # rank 0 decodes and caches the targets, the others read the cache
+        for name in tgt_names:
+            target = request.data.load(name, image_size=size, reporter=reporter)
+            check_target(target, name)
+            targets.append(target)
     if config.max_train_images or config.max_test_images:
         targets = [_subsampled(t, config) for t in targets]
     rows = [RowSpec(name, "bundle", fixed_pairs(*BundleDataset(b, device=dev).tensors()),
@@ -585,7 +588,8 @@ def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "
             for name, b, p in zip(_row_names(bundles, request.bundles), bundles, request.bundles, strict=True)]
     if request.baselines:
         source = next((t for t in targets if t.name == src_name), None) if src_name else None
-        source = source or request.data.load(src_name, image_size=size, reporter=reporter)
+        with distributed.main_first():
+            source = source or request.data.load(src_name, image_size=size, reporter=reporter)
         rows += [_baseline_row(b, source, teacher, n, config, dev, request, reporter) for b in request.baselines]
     if request.floor:
         rows.append(RowSpec("no pretraining (floor)", "floor", None, "random initialisation, same protocol"))
@@ -595,8 +599,10 @@ def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "
     reporter.note(f"evaluating {len(rows)} set(s) × {', '.join(config.archs)} on {', '.join(t.name for t in targets)} "
                   f"({', '.join(config.protocols)}): {config.pretrain_epochs} pretraining epochs, {config.num_seeds} "
                   f"seed(s), device {dev}")
-    report = evaluate(targets, rows, config, device=dev, teacher=teacher, reporter=reporter, shard=shard, gather=gather)
-    if shard[0] == 0:
+    shard = (distributed.rank(), distributed.world_size())
+    report = evaluate(targets, rows, config, device=dev, teacher=teacher, reporter=reporter, shard=shard,
+                      gather=_gather_results if distributed.active() else None)
+    if distributed.is_main():
         _write_reports(report, request, list(zip(_row_names(bundles, request.bundles), bundles, strict=True)), reporter)
     return report
 
@@ -615,6 +621,12 @@ def _evaluation_teacher(request: EvalRequest, bundle: Bundle | None, device: tor
         raise ConfigError(f"the {(request.baselines or ['random'])[0]} baseline needs the teacher: pass --teacher FILE"
                           + (f" (the bundle's teacher {path} is missing)" if path else ""))
     return None
+
+
+def _gather_results(mine: list[Any]) -> list[Any]:
+    """Every process's ``(seed, result)`` list on rank 0 (empty elsewhere)."""
+    parts = distributed.gather_objects(mine)
+    return [item for part in parts or [] for item in part]
 
 
 def create_model_check(arch: str, size: int) -> None:

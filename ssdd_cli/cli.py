@@ -454,11 +454,13 @@ def evaluate(
         report = api.evaluate_bundle(request, config, device=device, reporter=rep)
         _render_report(report, config)
         for path in (json_path, report_dir):
-            if path is not None:
+            if path is not None and is_main():
                 err.print(f"wrote {path}", markup=False)
 
 
 def _render_report(report: Any, config: Any) -> None:
+    if not is_main():  # under torchrun rank 0 holds the gathered table
+        return
     ref = report.reference
     for arch, target, protocol in report.tables():
         table = Table(title=f"{protocol} on {target} ({arch}, {config.pretrain_epochs} ep pretraining, "

@@ -44,7 +44,31 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
+#: inside :func:`alone`: this process works as if it were the only one
+_alone = False
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Inside the block, work as a single process would: world size 1, no collectives.
+
+    For independent jobs dealt out with :func:`my_share` (``evaluate``'s runs), whose inner code
+    (a baseline's selection, a pretraining) must not split its batch or meet the other processes.
+    """
+    global _alone
+    before, _alone = _alone, True
+    try:
+        yield
+    finally:
+        _alone = before
+
+
 def _dist() -> Any:
+    """:func:`_group_up`, except inside :func:`alone` (``None`` there: no collectives)."""
+    return None if _alone else _group_up()
+
+
+def _group_up() -> Any:
     """``torch.distributed`` when torch is loaded and a process group is up, else ``None`` (never imports torch)."""
     torch = sys.modules.get("torch")
     if torch is None:
@@ -59,14 +83,16 @@ def launched() -> bool:
 
 
 def world_size() -> int:
-    """Processes in the run (1 outside torchrun)."""
+    """Processes in the run (1 outside torchrun, and inside :func:`alone`)."""
+    if _alone:
+        return 1
     dist = _dist()
     return dist.get_world_size() if dist is not None else _env_int("WORLD_SIZE", 1)
 
 
 def rank() -> int:
     """This process's rank, 0 … world_size−1 (0 outside torchrun)."""
-    dist = _dist()
+    dist = _group_up()  # the real rank, inside alone() too: it still decides who prints
     return dist.get_rank() if dist is not None else _env_int("RANK", 0)
 
 

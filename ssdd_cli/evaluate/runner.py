@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .. import distributed
 from ..config import EvalConfig, distill_config, to_dict
 from ..data.base import ImageDataset
 from ..models.registry import Backbone
@@ -173,9 +174,10 @@ def evaluate(
                         config=to_dict(config))
     rank, world = shard
     mine: list[tuple[int, EvalResult]] = []
-    for k, unit in enumerate(plan_units(rows, config)):
-        if k % world == rank:
-            mine += run_unit(unit, rows, targets, config, device=device, reporter=reporter)
+    with distributed.alone():  # a unit's inner work (a baseline's selection) never meets the other processes
+        for k, unit in enumerate(plan_units(rows, config)):
+            if k % world == rank:
+                mine += run_unit(unit, rows, targets, config, device=device, reporter=reporter)
     teacher_rows = [r for r in rows if r.kind == "teacher"]
     if teacher_rows and teacher is not None and rank == 0:
         features_cfg = replace(config, protocols=tuple(p for p in config.protocols if p != "finetune"))
