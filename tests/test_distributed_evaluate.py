@@ -41,8 +41,10 @@ def _worker(rank: int, port: int, bundle: Path, teacher: Path, out: Path) -> Non
 
 def test_two_rank_evaluate_gives_the_one_process_table(tiny_results, tiny_teacher_path: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    """The (row, arch, seed) runs split over two processes and gathered on rank 0 give the same accuracies,
-    seed by seed, as one process; only rank 0 holds the table and writes the report."""
+    """Two processes give the one-process table, seed by seed; only rank 0 holds it and writes the report.
+
+    The (row, arch, seed) runs are split over the processes and gathered on rank 0.
+    """
     import torch.multiprocessing as mp
 
     from ssdd_cli.bundle import save_bundle
