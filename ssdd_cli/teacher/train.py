@@ -162,7 +162,7 @@ def train_teacher(
     if split:  # back to plain BatchNorm modules (same weights) for the frozen teacher
         plain = create_model(config.arch, image_size=image_size, out_dim=None, seed=derive_seed(config.seed, "teacher-init"))
         plain.load_state_dict(encoder.state_dict())
-        encoder = plain
+        encoder = plain.to(device)
     encoder.eval().to(memory_format=torch.contiguous_format)
     meta = {"dataset": dataset_name, "config": asdict(config), "steps_done": result.steps,
             "train_seconds": round(time.perf_counter() - t0, 1), "final_loss": result.final_loss,
