@@ -70,8 +70,10 @@ def accuracy_figure(report: EvalReport, path: Path) -> None:
         ax.set_ylabel(f"{protocol} top-1 %")
         ax.set_title(f"{target}, {protocol}")
         ax.grid(axis="y", alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    rows_of_legend = -(-len(labels) // 3)  # three entries per line, below the panels (never over a bar)
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * rows_of_legend + 0.02, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
