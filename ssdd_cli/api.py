@@ -23,7 +23,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -518,7 +518,12 @@ def check_target(dataset: ImageDataset, name: str) -> None:
 
 
 def _check_baselines(baselines: list[str]) -> None:
+    choices = [FULL_BASELINE, *(m for m in list_methods() if not get_method(m).trains)]
     for b in baselines:
+        if b == "none":
+            raise ConfigError("--baseline none cannot be combined with other baselines; drop it")
+        if b != FULL_BASELINE and b.replace("-", "_") not in list_methods():
+            raise ConfigError(f"unknown baseline {b!r}; choose one of: {', '.join(choices)} (or none)")
         if b != FULL_BASELINE and get_method(b).trains:
             raise ConfigError(f"--baseline {b} distils; baselines are {FULL_BASELINE}, "
                               + ", ".join(m for m in list_methods() if not get_method(m).trains) + " (or none)")
@@ -527,7 +532,9 @@ def _check_baselines(baselines: list[str]) -> None:
 def _row_names(bundles: list[Bundle], paths: list[str | Path]) -> list[str]:
     """``method (N=..)`` per bundle; the file name is added where two would read the same."""
     names = [f"{b.method.replace('_', '-')} (N={b.meta.budget})" for b in bundles]
-    return [f"{n} {Path(p).name}" if names.count(n) > 1 else n for n, p in zip(names, paths, strict=True)]
+    files = [Path(p).name for p in paths]
+    return [(f"{n} {f}" if files.count(f) == 1 else f"{n} {p}") if names.count(n) > 1 else n
+            for n, f, p in zip(names, files, paths, strict=True)]
 
 
 def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "auto",
@@ -545,6 +552,8 @@ def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "
     from .evaluate.runner import RowSpec, fixed_pairs
 
     reporter = reporter if reporter is not None and distributed.is_main() else NullReporter()
+    _check_evaluate_paths(request)
+    config = replace(config, archs=tuple(dict.fromkeys(config.archs)), protocols=tuple(dict.fromkeys(config.protocols)))
     for out, kind in ((request.report_path, "file"), (request.report_dir, "dir")):
         if out is not None:
             check_output(out, request.overwrite, kind=kind, protect=request.bundles)
@@ -567,6 +576,9 @@ def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "
         raise ConfigError("give --target (or --source) for the baseline")
     size = first.meta.image_size if first is not None else (teacher.image_size if teacher else None)
     n = request.budget or (first.meta.budget if first is not None else None)
+    if request.budget is None and len({b.meta.budget for b in bundles}) > 1 and request.baselines:
+        reporter.note(f"warning: the bundles have different budgets; the baselines use the first one's, N={n} "
+                      "(pass --budget N to choose)")
     if any(b != FULL_BASELINE for b in request.baselines):
         if n is None:
             raise ConfigError(f"--baseline {request.baselines[0]} needs --budget N (or a bundle)")
@@ -575,19 +587,20 @@ def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "
                 distill_config(b, budget=n)  # validates N before any work
     for arch in config.archs:  # an architecture that cannot take this size fails before any data loads
         create_model_check(arch, size or 32)
-    targets = []
+    loaded = []
     with distributed.main_first():  # rank 0 decodes and caches the targets, the others read the cache
-        for name in tgt_names:
-            target = request.data.load(name, image_size=size, reporter=reporter)
-            check_target(target, name)
-            targets.append(target)
-    if config.max_train_images or config.max_test_images:
-        targets = [_subsampled(t, config) for t in targets]
+        for name in dict.fromkeys(tgt_names):
+            loaded.append(request.data.load(name, image_size=size, reporter=reporter))
+    targets = [_subsampled(t, config) for t in loaded]  # the probe's copies; baselines draw from the whole source
+    for target, name in zip(targets, dict.fromkeys(tgt_names), strict=True):
+        check_target(target, name)
+    if len({t.name for t in targets}) < len(targets):
+        raise ConfigError("two targets have the same name (" + ", ".join(t.name for t in targets) + "); rename a folder")
     rows = [RowSpec(name, "bundle", fixed_pairs(*BundleDataset(b, device=dev).tensors()),
                     f"{b.num_images * len(b.views)} pairs ({b.num_images} images × {len(b.views)} view(s)) from {Path(p).name}")
             for name, b, p in zip(_row_names(bundles, request.bundles), bundles, request.bundles, strict=True)]
     if request.baselines:
-        source = next((t for t in targets if t.name == src_name), None) if src_name else None
+        source = next((t for t in loaded if t.name == src_name), None) if src_name else None
         with distributed.main_first():
             source = source or request.data.load(src_name, image_size=size, reporter=reporter)
         rows += [_baseline_row(b, source, teacher, n, config, dev, request, reporter) for b in request.baselines]
@@ -596,7 +609,8 @@ def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "
     if request.teacher_probe and teacher is not None and teacher.image_size == size:
         rows.append(RowSpec(f"teacher {teacher.arch} (own features)", "teacher", None,
                             "the teacher's representation, linear probe / k-NN only"))
-    reporter.note(f"evaluating {len(rows)} set(s) × {', '.join(config.archs)} on {', '.join(t.name for t in targets)} "
+    _unique_names(rows)
+    reporter.note(f"evaluating {len(rows)} row(s) × {', '.join(config.archs)} on {', '.join(t.name for t in targets)} "
                   f"({', '.join(config.protocols)}): {config.pretrain_epochs} pretraining epochs, {config.num_seeds} "
                   f"seed(s), device {dev}")
     shard = (distributed.rank(), distributed.world_size())
@@ -617,8 +631,10 @@ def _evaluation_teacher(request: EvalRequest, bundle: Bundle | None, device: tor
         if bundle is not None and bundle.meta.teacher.sha256 not in (None, teacher.sha256):
             reporter.note(f"warning: teacher {path} differs from the one the bundle was distilled with")
         return teacher
-    if request.baselines or request.teacher is not None:
-        raise ConfigError(f"the {(request.baselines or ['random'])[0]} baseline needs the teacher: pass --teacher FILE"
+    if request.teacher is not None:
+        raise ConfigError(f"--teacher {request.teacher}: no such file")
+    if request.baselines:
+        raise ConfigError(f"the {request.baselines[0]} baseline needs the teacher: pass --teacher FILE"
                           + (f" (the bundle's teacher {path} is missing)" if path else ""))
     return None
 
@@ -634,6 +650,32 @@ def create_model_check(arch: str, size: int) -> None:
     from .models import create_model
 
     create_model(arch, image_size=size)
+
+
+def _check_evaluate_paths(request: EvalRequest) -> None:
+    """Each bundle once; ``--json`` neither a bundle nor inside the ``--report`` folder."""
+    seen: dict[Path, str | Path] = {}
+    for b in request.bundles:
+        key = Path(b).resolve()
+        if key in seen:
+            raise ConfigError(f"bundle {b} is given twice; give each bundle once")
+        seen[key] = b
+    if request.report_path is not None:
+        json_path = Path(request.report_path).resolve()
+        if json_path in seen:
+            raise ConfigError(f"--json {request.report_path} is an input bundle; choose another file")
+        if request.report_dir is not None and Path(request.report_dir).resolve() in json_path.parents:
+            raise ConfigError(f"--json {request.report_path} is inside the --report folder; the folder already "
+                              "holds report.json")
+
+
+def _unique_names(rows: list[Any]) -> None:
+    """Rows are told apart by name: a repeated name (a random bundle beside the random baseline) gets ``#2``, ..."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.name] = counts.get(row.name, 0) + 1
+        if counts[row.name] > 1:
+            row.name = f"{row.name} #{counts[row.name]}"
 
 
 def _subsampled(target: ImageDataset, config: EvalConfig) -> ImageDataset:

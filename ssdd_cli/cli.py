@@ -449,7 +449,7 @@ def evaluate(
                              probe_steps=probe_steps, num_seeds=seeds, amp=amp, seed=seed)
         config = api.eval_config(preset, **settings)
         request = api.EvalRequest(list(bundles or []), list(targets or []), source, teacher, budget,
-                                  [b for b in baselines or [] if b != "none"], floor, teacher_probe, json_path,
+                                  [] if baselines == ["none"] else list(baselines or []), floor, teacher_probe, json_path,
                                   report_dir, overwrite, _data(data_root, cache_dir, download=download))
         report = api.evaluate_bundle(request, config, device=device, reporter=rep)
         _render_report(report, config)

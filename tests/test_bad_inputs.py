@@ -61,6 +61,13 @@ def base(tmp_path_factory: pytest.TempPathFactory, tiny_data, tiny_teacher_path:
     (root / "sb" / "notes.txt").write_text("notes beside the bundle\n")
     shutil.copytree(root / "exp", root / "exp_plus")
     (root / "exp_plus" / "mine.txt").write_text("added by the user\n")
+    from PIL import Image
+
+    for tree, files in {"notest": ["train/a/0", "train/a/1", "train/b/0", "train/b/1"],
+                        "thin": ["train/a/0", "train/b/0", "train/b/1", "test/a/0", "test/b/0"]}.items():
+        for i, f in enumerate(files):
+            (root / tree / f).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (16, 16), (40 * i, 90, 200 - 30 * i)).save(root / tree / f"{f}.png")
     (root / "garbage.safetensors").write_bytes(b"\x13\x37 definitely not safetensors")
     data = (root / "b.safetensors").read_bytes()
     (root / "truncated.safetensors").write_bytes(data[: len(data) // 2])
@@ -206,7 +213,23 @@ CASES: list[tuple[str, list[str], int, str]] = [
     # evaluate
     ("evaluate-nothing", ["evaluate", "--device", "cpu"], 2, "give a BUNDLE"),
     ("evaluate-baseline-unknown", ["evaluate", "b.safetensors", "--baseline", "bogus", "--device", "cpu"], 2,
-     "unknown method 'bogus'"),
+     "unknown baseline 'bogus'; choose one of: full, random"),
+    ("evaluate-baseline-none-mixed", ["evaluate", "b.safetensors", "--baseline", "none", "--baseline", "random",
+                                      "--device", "cpu"], 2, "--baseline none cannot be combined"),
+    ("evaluate-bundle-twice", ["evaluate", "b.safetensors", "./b.safetensors", "--device", "cpu"], 2, "given twice"),
+    ("evaluate-json-is-bundle", ["evaluate", "b.safetensors", "--json", "b.safetensors", "--overwrite", "--device", "cpu"],
+     2, "is an input bundle"),
+    ("evaluate-json-in-report", ["evaluate", "b.safetensors", "--json", "rep/x.json", "--report", "rep", "--device", "cpu"],
+     2, "inside the --report folder"),
+    ("evaluate-report-user-folder", ["evaluate", "b.safetensors", "--report", "mydir", "--overwrite", "--device", "cpu"],
+     7, "not written by"),
+    ("evaluate-protocol", ["evaluate", "b.safetensors", "--protocol", "probe", "--device", "cpu"], 2,
+     "--protocol must be one or more of linear, finetune, knn"),
+    ("evaluate-arch-size", ["evaluate", "b.safetensors", "--arch", "vgg11", "--device", "cpu"], 2,
+     "vgg11 cannot take 16-px images"),
+    ("evaluate-target-no-test", ["evaluate", "b.safetensors", "--target", "notest", "--device", "cpu"], 3, "test"),
+    ("evaluate-target-thin", ["evaluate", "b.safetensors", "--target", "thin", "--device", "cpu"], 3,
+     "class 'a' has 1 training image(s)"),
     ("evaluate-baseline-trains", ["evaluate", "b.safetensors", "--baseline", "boost", "--device", "cpu"], 2,
      "--baseline boost distils"),
     ("evaluate-arch", ["evaluate", "b.safetensors", "--arch", "convnet99", "--device", "cpu"], 2, "unknown architecture"),

@@ -162,6 +162,14 @@ def test_evaluate_report_folder(in_pipeline: Path, tmp_path: Path) -> None:
         with Image.open(out / name) as im:
             assert im.size[0] >= 60 and im.size[1] >= 60
     fails(invoke(*args), 7, "already exists")
+    # a random bundle beside the random baseline of the same N: two rows, told apart
+    rnd = tmp_path / "rnd.safetensors"
+    ok(invoke("distill", "shapes", "--method", "random", "--teacher", "t.safetensors", *TINY_DISTILL, "-o", str(rnd)))
+    ok(invoke("evaluate", str(rnd), "--arch", "convnet2_xs", "--epochs", "1", "--probe-steps", "5", "--baseline", "random",
+              "--set", "max_train_images=200", "--set", "max_test_images=100", "--json", str(tmp_path / "r.json"),
+              "--device", "cpu"))
+    names = [r["name"] for r in json.loads((tmp_path / "r.json").read_text())["rows"]]
+    assert names[:2] == ["random (N=10)", "random (N=10) #2"]
     ok(invoke(*args, "--overwrite"))
     mine = tmp_path / "mine"
     mine.mkdir()

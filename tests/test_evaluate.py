@@ -187,6 +187,8 @@ def test_finetune_trains_a_copy(tiny_data) -> None:  # type: ignore[no-untyped-d
     assert finetune_steps(replace(cfg, finetune_steps=0), tiny_data) == 5000
     assert finetune_steps(replace(cfg, finetune_steps=0), replace(tiny_data, name="cifar10")) == 10000
     assert finetune_steps(cfg, replace(tiny_data, name="cifar10")) == 30
+    assert finetune_steps(replace(cfg, finetune_steps=0), replace(tiny_data, name="folder:cifar10_jpg")) == 10000
+    assert finetune_steps(replace(cfg, finetune_steps=0), replace(tiny_data, name="folder:cub")) == 5000
 
 
 def test_bundle_dataset(tiny_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -174,3 +174,12 @@ def test_models_doc_matches_the_registry() -> None:
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
     assert models_markdown() in doc, "docs/models.md is stale; regenerate it with `ssdd models --markdown`"
+
+
+def test_vit_blocks_start_apart() -> None:
+    """Each transformer block has its own initialisation (TransformerEncoder alone would copy one block six times)."""
+    model = create_model("vit", image_size=32, seed=0)
+    first = [p for p in model.blocks.layers[0].parameters()]
+    for layer in model.blocks.layers[1:]:
+        assert not torch.equal(layer.self_attn.in_proj_weight, model.blocks.layers[0].self_attn.in_proj_weight)
+    assert len(model.blocks.layers) == 6 and len(first) > 0

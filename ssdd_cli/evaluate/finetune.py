@@ -17,15 +17,17 @@ from ..reporting import ProgressReporter
 from ..rng import seeded, stream
 from .probe import extract_features
 
-#: targets fine-tuned for 10,000 steps (method.md §7.3); every other target (fine-grained ones) for 5,000
-LONG_TARGETS = ("cifar10", "cifar100", "tiny-imagenet", "tinyimagenet", "imagenet-subset")
+#: name prefixes of targets fine-tuned for 10,000 steps (method.md §7.3: CIFAR, Tiny-ImageNet; folders such as
+#: ``cifar10_jpg`` count); every other target (the fine-grained ones) gets 5,000
+LONG_TARGETS = ("cifar10", "cifar100", "tiny-imagenet", "tinyimagenet", "tiny_imagenet", "imagenet-subset")
 
 
 def finetune_steps(config: EvalConfig, target: ImageDataset) -> int:
     """``config.finetune_steps``, or the protocol's length for this target when it is 0."""
     if config.finetune_steps:
         return config.finetune_steps
-    return 10_000 if target.name.lower() in LONG_TARGETS else 5_000
+    name = target.name.lower().removeprefix("folder:")
+    return 10_000 if name.startswith(LONG_TARGETS) else 5_000
 
 
 def finetune_accuracy(

@@ -18,6 +18,7 @@ import torch
 from .. import distributed
 from ..config import EvalConfig, distill_config, to_dict
 from ..data.base import ImageDataset
+from ..errors import NumericalError
 from ..models.registry import Backbone
 from ..reporting import NullReporter, ProgressReporter
 from ..teacher import Teacher
@@ -177,7 +178,10 @@ def evaluate(
     with distributed.alone():  # a unit's inner work (a baseline's selection) never meets the other processes
         for k, unit in enumerate(plan_units(rows, config)):
             if k % world == rank:
-                mine += run_unit(unit, rows, targets, config, device=device, reporter=reporter)
+                try:
+                    mine += run_unit(unit, rows, targets, config, device=device, reporter=reporter)
+                except NumericalError as exc:  # say which of many runs diverged
+                    raise NumericalError(f"{rows[unit.row].name}, {unit.arch}, seed {unit.seed}: {exc}") from exc
     teacher_rows = [r for r in rows if r.kind == "teacher"]
     if teacher_rows and teacher is not None and rank == 0:
         features_cfg = replace(config, protocols=tuple(p for p in config.protocols if p != "finetune"))

@@ -27,9 +27,13 @@ class ViT(Backbone):
         self.pos = nn.Parameter(torch.zeros(1, grid * grid + 1, dim))
         nn.init.trunc_normal_(self.pos, std=0.02)
         nn.init.trunc_normal_(self.cls, std=0.02)
-        layer = nn.TransformerEncoderLayer(dim, heads, dim * mlp_ratio, dropout=0.0, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        def block() -> nn.TransformerEncoderLayer:
+            return nn.TransformerEncoderLayer(dim, heads, dim * mlp_ratio, dropout=0.0, activation="gelu",
+                                              batch_first=True, norm_first=True)
+
+        self.blocks = nn.TransformerEncoder(block(), depth, enable_nested_tensor=False)
+        # TransformerEncoder deep-copies one layer: give every block its own initialisation
+        self.blocks.layers = nn.ModuleList(block() for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.feature_dim = self.repr_dim = dim
         self.fc = nn.Linear(dim, out_dim) if out_dim else nn.Identity()
