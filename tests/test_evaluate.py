@@ -237,3 +237,19 @@ def test_eval_config_checks() -> None:
     with pytest.raises(ConfigError, match="--arch"):
         EvalConfig(archs=())
     assert EvalConfig(pretrain_epochs=0).pretrain_epochs == 0
+
+
+def test_report_without_matplotlib(tiny_results, tiny_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Without the plot extra the report still has its Markdown, JSON and image grid, and says how to get the plots."""
+    from ssdd_cli.evaluate import figures
+    from ssdd_cli.evaluate.report import EvalReport, EvalResult, EvalRow
+
+    monkeypatch.setattr(figures, "have_matplotlib", lambda: False)
+    res = tiny_results["boost"]
+    bundle = load_bundle(save_bundle(tmp_path / "b.safetensors", res.tensors, res.meta))
+    report = EvalReport(rows=[EvalRow("boost (N=8)", "bundle")], archs=["convnet2_xs"], targets=["shapes"],
+                        protocols=["linear"], seeds=[0],
+                        results=[EvalResult("boost (N=8)", "convnet2_xs", "shapes", "linear", [50.0])])
+    written, skipped = figures.write_figures(report, tmp_path, [("boost (N=8)", bundle)])
+    assert written == ["images.png"] and skipped == [figures.PLOT_HINT] and "pip install 'ssdd[plot]'" in skipped[0]
+    assert (tmp_path / "images.png").stat().st_size > 0 and not (tmp_path / "accuracy.png").exists()
