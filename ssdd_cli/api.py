@@ -617,7 +617,7 @@ def evaluate_bundle(request: EvalRequest, config: EvalConfig, *, device: str = "
     report = evaluate(targets, rows, config, device=dev, teacher=teacher, reporter=reporter, shard=shard,
                       gather=_gather_results if distributed.active() else None)
     if distributed.is_main():
-        _write_reports(report, request, list(zip(_row_names(bundles, request.bundles), bundles, strict=True)), reporter)
+        _write_reports(report, request, list(zip([r.name for r in rows[:len(bundles)]], bundles, strict=True)), reporter)
     return report
 
 

@@ -65,15 +65,13 @@ class EvalReport:
 
     def result(self, row: str, arch: str, target: str, protocol: str) -> EvalResult | None:
         """The cell of ``row`` in one table (``None`` when that row was not run there)."""
-        for r in self.results:
-            if (r.row, r.arch, r.target, r.protocol) == (row, arch, target, protocol):
-                return r
-        return None
+        return next((r for r in self.results if (r.row, r.arch, r.target, r.protocol) == (row, arch, target, protocol)),
+                    None)
 
     def tables(self) -> list[tuple[str, str, str]]:
-        """Every ``(arch, target, protocol)`` that has results, in run order."""
-        return [(a, t, p) for t in self.targets for p in self.protocols for a in self.archs
-                if any((r.arch, r.target, r.protocol) == (a, t, p) for r in self.results)]
+        """Every ``(arch, target, protocol)`` that has results, in the order of targets, protocols, archs."""
+        present = {(r.arch, r.target, r.protocol) for r in self.results}
+        return [(a, t, p) for t in self.targets for p in self.protocols for a in self.archs if (a, t, p) in present]
 
     @property
     def reference(self) -> EvalRow | None:
@@ -123,11 +121,12 @@ class EvalReport:
         """The tables as Markdown: a set × architecture matrix per (target, protocol), then paired differences."""
         ref = self.reference
         lines = ["# ssdd evaluation", ""]
+        tables = set(self.tables())
         lines.append(f"Seeds {', '.join(map(str, self.seeds))} (paired across rows); top-1 % as mean ± std over seeds. "
                      f"Pretraining {self.config.get('pretrain_epochs')} epochs; protocol settings in report.json.")
         for target in self.targets:
             for protocol in self.protocols:
-                archs = [a for a in self.archs if (a, target, protocol) in self.tables()]
+                archs = [a for a in self.archs if (a, target, protocol) in tables]
                 if not archs:
                     continue
                 lines += ["", f"## {target}, {protocol}", "", "| set | " + " | ".join(archs) + " |",
