@@ -179,9 +179,9 @@ class EvalConfig:
         _check(self.pretrain_lr > 0 and self.probe_lr > 0 and self.finetune_lr > 0, "pretrain_lr/probe_lr/finetune_lr",
                "> 0", (self.pretrain_lr, self.probe_lr, self.finetune_lr))
         _check(self.knn_temperature > 0, "knn_temperature", "> 0", self.knn_temperature)
-        _check(len(self.archs) >= 1, "--arch", "at least one architecture", self.archs)
+        _check(len(self.archs) >= 1, "arch", "at least one architecture", self.archs)
         unknown = [p for p in self.protocols if p not in PROTOCOLS]
-        _check(not unknown and len(self.protocols) >= 1, "--protocol", f"one or more of {', '.join(PROTOCOLS)}",
+        _check(not unknown and len(self.protocols) >= 1, "protocol", f"one or more of {', '.join(PROTOCOLS)}",
                ",".join(self.protocols))
 
     @property
@@ -200,7 +200,7 @@ _FIELD_OF = {"steps": "num_steps", "batch-size": "batch_size", "minutes": "max_m
 
 def _check(ok: bool, name: str, rule: str, value: Any) -> None:
     if not ok:
-        flag = f"--{name}" if "-" in name or name in ("budget", "steps", "lr", "minutes", "epochs", "seeds") else name
+        flag = f"--{name}" if "-" in name or name in ("budget", "steps", "lr", "minutes", "epochs", "seeds", "arch", "protocol") else name
         raise ConfigError(f"{flag} must be {rule}, got {value}")
 
 

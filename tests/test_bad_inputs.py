@@ -224,7 +224,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("evaluate-report-user-folder", ["evaluate", "b.safetensors", "--report", "mydir", "--overwrite", "--device", "cpu"],
      7, "not written by"),
     ("evaluate-protocol", ["evaluate", "b.safetensors", "--protocol", "probe", "--device", "cpu"], 2,
-     "--protocol must be one or more of linear, finetune, knn"),
+     "error: --protocol must be one or more of linear, finetune, knn, got probe"),
     ("evaluate-arch-size", ["evaluate", "b.safetensors", "--arch", "vgg11", "--device", "cpu"], 2,
      "vgg11 cannot take 16-px images"),
     ("evaluate-target-no-test", ["evaluate", "b.safetensors", "--target", "notest", "--device", "cpu"], 3, "test"),
