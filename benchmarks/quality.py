@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ssdd_cli import __version__, api
-from ssdd_cli.config import distill_config, eval_config
+from ssdd_cli.config import distill_config, eval_config, parse_assignments
 from ssdd_cli.device import bf16_is_fast
 
 
@@ -49,6 +49,11 @@ def main() -> None:
                     help="pool ConvNets and evaluation: auto (bf16 where it is fast, the cpu preset), or force one")
     ap.add_argument("--teacher-cache", type=int, default=0,
                     help="distil with a teacher cache of this many views instead of a teacher forward per step")
+    ap.add_argument("--boost-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a Boost distillation setting (repeatable), e.g. --boost-set num_images=400")
+    ap.add_argument("--krr-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a KRR-ST distillation setting (repeatable)")
+    ap.add_argument("--seed-offset", type=int, default=0, help="first seed (seeds are offset … offset+seeds-1)")
     ap.add_argument("--out", default="benchmarks/results/quality.json")
     args = ap.parse_args()
 
@@ -82,13 +87,14 @@ def main() -> None:
     record["teacher_probe"] = api.teacher_probe_accuracy(teacher, data, ecfg, device=dev)
     print(f"floor (no pretraining) {floor:.2f}  teacher probe {record['teacher_probe']:.2f}", flush=True)
     save()
-    for seed in range(args.seeds):
+    extra = {"boost": parse_assignments(args.boost_set), "krr_st": parse_assignments(args.krr_set)}
+    for seed in range(args.seed_offset, args.seed_offset + args.seeds):
         for method in methods:
             t1 = time.perf_counter()
             info: dict = {"seed": seed, "method": method}
             steps = {"krr_st": args.krr_steps, "boost": args.boost_steps}.get(method)  # random: no outer loop
             cfg = distill_config(method, "cpu", data.image_size, budget=args.budget, num_steps=steps, seed=seed, amp=amp,
-                                 teacher_cache=args.teacher_cache if steps else None)
+                                 teacher_cache=args.teacher_cache if steps else None, **extra.get(method, {}))
             res = api.distill(data, teacher, cfg, device=dev)
             with torch.no_grad():
                 xs, ys = res.synthetic.support()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +38,21 @@ def select_views(bundle: Bundle, views: str | list[str] | None) -> tuple[str, ..
 
 @torch.no_grad()
 def expand_pairs(
-    bundle: Bundle, *, views: str | list[str] | None = None, device: torch.device | None = None
+    bundle: Bundle, *, views: str | list[str] | None = None, device: torch.device | None = None,
+    out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All (image, target) pairs of a bundle, view-major.
 
     Returns:
         ``images (|A|·m, C, H, W)`` in the bundle's image space (normalised unless ``image_space`` is
         ``raw``) and ``targets (|A|·m, D)``, float32 on ``device``; the distilled set's support pairs up
-        to float rounding (:meth:`~ssdd_cli.methods.synthetic.SyntheticSet.rebuild`).
+        to float rounding (:meth:`~ssdd_cli.methods.synthetic.SyntheticSet.rebuild`), written into ``out``
+        when given (preallocated tensors of those shapes on ``device``).
     """
     synth = synthetic_from_bundle(bundle)
     if device is not None:
         synth.to(device)
-    return synth.rebuild(select_views(bundle, views))
+    return synth.rebuild(select_views(bundle, views), out=out)
 
 
 def to_uint8(images: torch.Tensor, bundle: Bundle) -> torch.Tensor:
@@ -79,6 +83,18 @@ def save_png(image: torch.Tensor, path: Path) -> None:
     Image.fromarray(arr if arr.shape[2] == 3 else arr[:, :, 0]).save(path)
 
 
+def save_pngs(jobs: list[tuple[torch.Tensor, Path]], workers: int | None = None) -> None:
+    """Write many PNGs on a thread pool (PIL's encoder releases the GIL); the first error is raised."""
+    workers = workers or min(8, os.cpu_count() or 1)
+    if workers <= 1 or len(jobs) < 64:
+        for image, path in jobs:
+            save_png(image, path)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in pool.map(lambda job: save_png(*job), jobs):
+            pass
+
+
 def write_expanded(
     bundle: Bundle,
     out_dir: str | Path,
@@ -102,13 +118,15 @@ def write_expanded(
         pix = to_uint8(images, bundle)
         if write_images:
             (tmp / "images").mkdir()
+            jobs: list[tuple[torch.Tensor, Path]] = []
             for vi, view in enumerate(chosen):
                 block = pix[vi * m : (vi + 1) * m]
-                save_png(make_grid(block), tmp / f"grid_{view}.png")
+                jobs.append((make_grid(block), tmp / f"grid_{view}.png"))
                 for i in range(m):
                     name = f"images/{i:05d}_{view}.png"
-                    save_png(block[i], tmp / name)
+                    jobs.append((block[i], tmp / name))
                     files.append({"file": name, "index": i, "view": view, "row": vi * m + i})
+            save_pngs(jobs)
         save_tensors(tmp / "pairs.safetensors", {"images": images.cpu(), "targets": targets.cpu()},
                      {"views": json.dumps(list(chosen)), "image_space": bundle.meta.image_space,
                       "mean": json.dumps(list(bundle.mean)), "std": json.dumps(list(bundle.std))})

@@ -115,3 +115,48 @@ def test_gradcheck() -> None:
     fs0.requires_grad_(True)
     ys0.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda a, c: krr_predict(a, fq0, c, ridge=0.0), (fs0, ys0), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("ridge", [1e-6, 1e-2])
+def test_primal_form_when_support_exceeds_features(ridge: float) -> None:
+    """More support rows than feature columns (the primal ``(p+1)²`` system): same prediction and gradients."""
+    fs, fq, ys = _inputs(m=40, b=7, p=6, d=3, seed=4)
+    fs.requires_grad_(True)
+    ys.requires_grad_(True)
+    got = krr_predict(fs, fq, ys, ridge=ridge)
+    torch.testing.assert_close(got, primal_ridge(fs, fq, ys, ridge), rtol=1e-9, atol=1e-9)
+    weights = torch.randn(got.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    g_got = torch.autograd.grad((got * weights).sum(), (fs, ys))
+
+    def dual(fs_: torch.Tensor, ys_: torch.Tensor) -> torch.Tensor:  # the kernel form, λ constant
+        phi_s = torch.cat([fs_, torch.ones(fs_.shape[0], 1, dtype=torch.float64)], 1)
+        phi_q = torch.cat([fq, torch.ones(fq.shape[0], 1, dtype=torch.float64)], 1)
+        k = phi_s @ phi_s.T
+        lam = ridge * torch.trace(k).detach()
+        return phi_q @ phi_s.T @ torch.linalg.solve(k + lam * torch.eye(k.shape[0], dtype=torch.float64), ys_)
+
+    g_want = torch.autograd.grad((dual(fs, ys) * weights).sum(), (fs, ys))
+    for a, b in zip(g_got, g_want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+
+
+def test_failed_cholesky_falls_back_to_lu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where Cholesky reports failure (a system not numerically positive definite) the LU solve answers."""
+    from ssdd_cli.methods import krr
+
+    calls = {"lu": 0}
+    real_solve = torch.linalg.solve
+
+    def failing_cholesky(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.full_like(a, float("nan")), torch.ones((), dtype=torch.int32)
+
+    def counting_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        calls["lu"] += 1
+        return real_solve(a, b)
+
+    monkeypatch.setattr(krr.torch.linalg, "cholesky_ex", failing_cholesky)
+    monkeypatch.setattr(krr.torch.linalg, "solve", counting_solve)
+    fs, fq, ys = _inputs(seed=6)
+    out = krr.krr_predict(fs, fq, ys, ridge=1e-2)
+    assert calls["lu"] == 1
+    torch.testing.assert_close(out, primal_ridge(fs, fq, ys, 1e-2), rtol=1e-9, atol=1e-9)

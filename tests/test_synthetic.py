@@ -197,3 +197,10 @@ def test_rebuild_equals_support(views, basis_size: int) -> None:  # type: ignore
     torch.testing.assert_close(x1, x0, rtol=1e-5, atol=1e-5)
     assert torch.equal(y1, y0)
     assert not torch.equal(x1[:m], x1[m:2 * m])  # the views really differ
+    # into preallocated memory: the same pairs, written in place; a wrong shape is refused
+    out = (torch.full_like(x1, float("nan")), torch.full_like(y1, float("nan")))
+    x2, y2 = synth.rebuild(views, out=out)
+    assert x2.data_ptr() == out[0].data_ptr() and y2.data_ptr() == out[1].data_ptr()
+    assert torch.equal(x2, x1) and torch.equal(y2, y1)
+    with pytest.raises(ValueError, match="out= must be"):
+        synth.rebuild(views, out=(x1[:-1], y1))

@@ -34,6 +34,7 @@ from ..device import autocast, eval_mode
 from ..engine import FitResult, fit, make_optimizer, make_schedule
 from ..errors import ConfigError
 from ..losses import mse
+from ..models.fold import embed_folded
 from ..reporting import NullReporter, ProgressReporter
 from ..rng import stream
 from ..storage import SizePlan, storage_report
@@ -241,8 +242,8 @@ def outer_loss(model: torch.nn.Module, xs: torch.Tensor, ys: torch.Tensor, xr: t
     teacher's ``target (b, D)`` from the support targets ``ys (n, D)``; the loss is their MSE.
     """
     with eval_mode(model), autocast(xr.device, amp):
-        with torch.no_grad():
-            feat_real = model.embed(xr).float()
+        with torch.no_grad():  # BatchNorm folded into the convs (eval mode: the same features, one pass fewer)
+            feat_real = embed_folded(model, xr).float()
         feat_syn = model.embed(xs.contiguous(memory_format=torch.channels_last)).float()
     return mse(krr_predict(feat_syn, feat_real, ys, ridge=ridge), target)
 

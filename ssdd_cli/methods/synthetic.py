@@ -163,7 +163,8 @@ class SyntheticSet(nn.Module):
         return torch.cat(xs), torch.cat(ys)
 
     @torch.no_grad()
-    def rebuild(self, views: tuple[str, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def rebuild(self, views: tuple[str, ...] | None = None, *,
+                out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The pairs of :meth:`support`, computed for expansion at memory speed (no gradients).
 
         Bilinear upsampling is linear, so ``Up(μ_x + C_x B_x) = Up(μ_x) + C_x Up(B_x)``: the bases are
@@ -171,12 +172,24 @@ class SyntheticSet(nn.Module):
         product written straight into the preallocated output; every other view is a fixed permutation of
         the pixels, gathered from it once. The result equals :meth:`support` up to float rounding (the
         order of the sums in the identity images differs; the views are exact permutations of them).
+
+        Args:
+            views: the views to rebuild (default: all, in the set's order).
+            out: preallocated ``(images, targets)`` of the result's shapes (float32, contiguous) to write
+                into, e.g. to re-expand into the same memory: fresh memory costs the operating system's
+                page faults, about as much as the decoding itself for 100,000 pairs.
         """
         views = views or self.views
         m, c, s = self.num_images, self.channels, self.image_size
         first = self.decode_targets(self.coeffs(views[0]))
-        images = first.new_empty((len(views) * m, c, s, s))
-        targets = first.new_empty((len(views) * m, first.shape[1]))
+        shapes = ((len(views) * m, c, s, s), (len(views) * m, first.shape[1]))
+        if out is not None:
+            images, targets = out
+            if (tuple(images.shape), tuple(targets.shape)) != shapes or not (images.is_contiguous() and targets.is_contiguous()):
+                raise ValueError(f"out= must be contiguous tensors of shapes {shapes}, got "
+                                 f"{tuple(images.shape)} and {tuple(targets.shape)}")
+        else:
+            images, targets = first.new_empty(shapes[0]), first.new_empty(shapes[1])
         identity = images[:m] if views[0] == "identity" else first.new_empty((m, c, s, s))
         if self.has_image_basis:
             mean, basis = self.image_mean, self.image_basis
@@ -194,9 +207,16 @@ class SyntheticSet(nn.Module):
         for i, view in enumerate(views):
             if view != "identity" or i:
                 # a view is a fixed permutation of the pixels: one gather per view, straight into the output
-                perm = apply_view(pixels, view).reshape(-1)
-                torch.index_select(flat, 1, perm, out=images[i * m : (i + 1) * m].view(m, -1))
-            targets[i * m : (i + 1) * m] = first if i == 0 else self.decode_targets(self.coeffs(view))
+                # (gather with a broadcast index runs on every thread; index_select on one here)
+                perm = apply_view(pixels, view).reshape(1, -1).expand(m, -1)
+                torch.gather(flat, 1, perm, out=images[i * m : (i + 1) * m].view(m, -1))
+            rows = targets[i * m : (i + 1) * m]
+            if i == 0:
+                rows.copy_(first)
+            elif self.has_repr_basis:
+                torch.addmm(self.repr_mean, self.coeffs(view), self.repr_basis, out=rows)
+            else:
+                rows.copy_(self.coeffs(view))
         return images, targets
 
     # -- storage ------------------------------------------------------------------------------
