@@ -7,6 +7,12 @@ paired: seed s gives the same random subset to Random and to the initialisation 
 and the same evaluation-model initialisation to every row. Prints a table and writes JSON.
 
     python benchmarks/quality.py --data-root ../shared/datasets --seeds 3 --out benchmarks/results/quality.json
+
+Two more tables of the Boost paper, on the same protocol:
+
+    --budgets 25,50,100,1000   Random, KRR-ST and Boost at each budget N (table B3) → budgets.json
+    --ablation                 KRR-ST; + bases (identity view only); + views and approximation
+                               networks (full Boost), in the paper's order (table B4) → ablation.json
 """
 
 from __future__ import annotations
@@ -28,6 +34,35 @@ from ssdd_cli.device import bf16_is_fast
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def plan_rows(args: argparse.Namespace) -> list[dict]:
+    """The table's rows: label, method, budget and per-row setting overrides."""
+    if args.ablation:  # table B4, in the paper's order
+        return [{"row": "krr_st", "method": "krr_st", "budget": args.budget},
+                {"row": "+bases", "method": "boost", "budget": args.budget,
+                 "set": {"views": "identity", "approx": "false"}},
+                {"row": "+views+approx", "method": "boost", "budget": args.budget}]
+    budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else [args.budget]
+    methods = args.methods.split(",")
+    return [{"row": f"{m}@{n}" if args.budgets else m, "method": m, "budget": n} for n in budgets for m in methods]
+
+
+def pairs_of(rows_spec: list[dict]) -> list[tuple[str, str]]:
+    """Rows compared seed by seed.
+
+    In the ablation each row against the one before it and the full method against KRR-ST; otherwise, at each budget, KRR-ST and Boost against Random and Boost against KRR-ST,
+    plus Boost at the smallest budget against Random at the next (the paper's "N = 25 beats Random at 100").
+    """
+    labels = [r["row"] for r in rows_spec]
+    if "+bases" in labels:
+        return [*zip(labels[1:], labels[:-1], strict=True), (labels[-1], labels[0])]
+    row = {(r["method"], r["budget"]): r["row"] for r in rows_spec}
+    budgets = sorted({r["budget"] for r in rows_spec})
+    wanted = [((a, n), (b, n)) for n in budgets for a, b in (("krr_st", "random"), ("boost", "random"), ("boost", "krr_st"))]
+    if len(budgets) > 1:
+        wanted.append((("boost", budgets[0]), ("random", budgets[1])))
+    return [(row[a], row[b]) for a, b in wanted if a in row and b in row]
 
 
 def main() -> None:
@@ -54,7 +89,10 @@ def main() -> None:
     ap.add_argument("--krr-set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a KRR-ST distillation setting (repeatable)")
     ap.add_argument("--seed-offset", type=int, default=0, help="first seed (seeds are offset … offset+seeds-1)")
-    ap.add_argument("--out", default="benchmarks/results/quality.json")
+    ap.add_argument("--budgets", default=None, help="comma-separated budgets N: table B3 (Random, KRR-ST, Boost at each)")
+    ap.add_argument("--ablation", action="store_true", help="table B4: KRR-ST; + bases; + views and approximation networks")
+    ap.add_argument("--out", default=None,
+                    help="JSON record [default: benchmarks/results/quality.json, budgets.json or ablation.json]")
     args = ap.parse_args()
 
     dev = api.resolve_device(args.device)
@@ -65,8 +103,8 @@ def main() -> None:
     teacher = api.load_teacher(tpath, dev)
     amp = {"auto": None, "fp32": False, "bf16": True}[args.precision]  # None keeps the preset's choice
     ecfg = eval_config("cpu", archs=(args.arch,), pretrain_epochs=args.epochs, probe_steps=args.probe_steps, amp=amp)
-    methods = args.methods.split(",")
-    out = Path(args.out)
+    rows_spec = plan_rows(args)
+    out = Path(args.out or f"benchmarks/results/{'budgets' if args.budgets else 'ablation' if args.ablation else 'quality'}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     record: dict = {
         "name": "quality", "dataset": data.name, "budget": args.budget, "arch": args.arch, "device": str(dev),
@@ -89,44 +127,48 @@ def main() -> None:
     save()
     extra = {"boost": parse_assignments(args.boost_set), "krr_st": parse_assignments(args.krr_set)}
     for seed in range(args.seed_offset, args.seed_offset + args.seeds):
-        for method in methods:
+        for spec in rows_spec:
             t1 = time.perf_counter()
-            info: dict = {"seed": seed, "method": method}
+            method = spec["method"]
+            info: dict = {"seed": seed, "method": method, "row": spec["row"], "budget": spec["budget"]}
             steps = {"krr_st": args.krr_steps, "boost": args.boost_steps}.get(method)  # random: no outer loop
-            cfg = distill_config(method, "cpu", data.image_size, budget=args.budget, num_steps=steps, seed=seed, amp=amp,
-                                 teacher_cache=args.teacher_cache if steps else None, **extra.get(method, {}))
+            cfg = distill_config(method, "cpu", data.image_size, budget=spec["budget"], num_steps=steps, seed=seed,
+                                 amp=amp, teacher_cache=args.teacher_cache if steps else None,
+                                 **{**extra.get(method, {}), **spec.get("set", {})})
             res = api.distill(data, teacher, cfg, device=dev)
             with torch.no_grad():
                 xs, ys = res.synthetic.support()
             fit = res.meta.fit
             if fit["steps_done"]:
                 info.update(steps=steps, distill_seconds=round(res.seconds, 1), first_loss=fit["first_loss"],
-                            final_loss=fit["final_loss"], storage=res.meta.storage["cost"], approx=fit["approx"],
-                            drift=fit["drift"], pairs=int(xs.shape[0]))
+                            final_loss=fit["final_loss"], approx=fit["approx"], drift=fit["drift"])
+            info.update(storage=res.meta.storage["cost"], counts=res.meta.counts, pairs=int(xs.shape[0]))
             acc = api.evaluate_pairs(xs, ys, data, ecfg, seed=seed, device=dev)
             info.update(accuracy=acc, seconds=round(time.perf_counter() - t1, 1))
             record["runs"].append(info)
             save()
             print(json.dumps(info), flush=True)
+    labels = [spec["row"] for spec in rows_spec]
+    by = {r: [x["accuracy"] for x in record["runs"] if x["row"] == r] for r in labels}
     rows = []
-    by = {m: [r["accuracy"] for r in record["runs"] if r["method"] == m] for m in methods}
-    for m in methods:
-        mu, sd = mean_std(by[m])
-        rows.append({"method": m, "mean": round(mu, 2), "std": round(sd, 2), "n": len(by[m])})
+    for r, spec in zip(labels, rows_spec, strict=True):
+        mu, sd = mean_std(by[r])
+        rows.append({"row": r, "method": spec["method"], "budget": spec["budget"], "mean": round(mu, 2),
+                     "std": round(sd, 2), "n": len(by[r])})
     paired = {}
-    for a, b in (("krr_st", "random"), ("boost", "random"), ("boost", "krr_st")):
-        if a in by and b in by:
-            d = [x - y for x, y in zip(by[a], by[b], strict=True)]
-            mu, sd = mean_std(d)
-            paired[f"{a}-{b}"] = {"mean": round(mu, 2), "std": round(sd, 2), "per_seed": [round(v, 2) for v in d]}
+    for a, b in pairs_of(rows_spec):
+        d = [x - y for x, y in zip(by[a], by[b], strict=True)]
+        mu, sd = mean_std(d)
+        paired[f"{a}-{b}"] = {"mean": round(mu, 2), "std": round(sd, 2), "per_seed": [round(v, 2) for v in d],
+                              "positive_seeds": sum(v > 0 for v in d)}
     record.update(summary=rows, paired=paired, wall_s=round(time.perf_counter() - t0, 1))
     save()
-    print(f"\nCIFAR-100 linear probe, {args.arch}, N={args.budget}, {args.seeds} paired seeds ({dev})")
+    print(f"\n{data.name} linear probe, {args.arch}, {args.seeds} paired seeds ({dev})")
     print(f"{'set':<28}{'top-1 %':>16}")
     print(f"{'no pretraining (floor)':<28}{floor:>16.2f}")
     print(f"{'teacher (own features)':<28}{record['teacher_probe']:>16.2f}")
     for r in rows:
-        print(f"{r['method']:<28}{r['mean']:>10.2f} ± {r['std']:.2f}")
+        print(f"{r['row']:<28}{r['mean']:>10.2f} ± {r['std']:.2f}")
     for k, v in paired.items():
         print(f"paired {k}: {v['mean']:+.2f} ± {v['std']:.2f}  {v['per_seed']}")
 

@@ -11,6 +11,7 @@ loss, one online step of the sampled pool model per outer step. The reference ne
 
 from __future__ import annotations
 
+# ruff: noqa: B023 - the timed lambdas run at once, inside the loop iteration that defines them
 import dataclasses
 import resource
 import statistics
@@ -24,10 +25,11 @@ import torch
 
 from ssdd_cli import api
 from ssdd_cli.config import distill_config
-from ssdd_cli.device import bf16_is_fast, sync
+from ssdd_cli.device import autocast, bf16_is_fast, sync
 from ssdd_cli.methods.distill import RealBatches, make_outer_step
 from ssdd_cli.methods.pool import ModelPool
 from ssdd_cli.models import create_model
+from ssdd_cli.models.fold import embed_folded
 from ssdd_cli.teacher import Teacher, save_teacher
 
 
@@ -97,6 +99,78 @@ def _ssdd_step(data, teacher: Teacher, cfg, device: torch.device, cache: str | N
     return one, xs0.detach().cpu(), ys0.detach().cpu()
 
 
+def _breakdown(data, teacher: Teacher, cfg, device: torch.device, repeats: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Median seconds of each part of an ssdd step (the parts of ``make_outer_step``, timed one by one)."""
+    from ssdd_cli.methods.distill import outer_loss
+
+    res = api.distill(data, teacher, dataclasses.replace(cfg, num_steps=0, teacher_cache=0), device=device)
+    synth = res.synthetic.to(device)
+    with torch.no_grad():
+        xs0, ys0 = synth.support()
+    pool = ModelPool(arch=cfg.pool_arch, image_size=data.image_size, out_dim=teacher.repr_dim, size=cfg.pool_size,
+                     online_steps=cfg.pool_online_steps, seed=cfg.seed, device=device, amp=cfg.amp)
+    pool.warm_up(xs0, ys0)
+    real = RealBatches(data.train_images, cfg.batch_size, data.mean, data.std, cfg.seed, device)
+    params = [p for p in synth.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    times: dict[str, list[float]] = {}
+
+    def timed(name: str, fn):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        out = fn()
+        sync(device)
+        times.setdefault(name, []).append(time.perf_counter() - t0)
+        return out
+
+    for _ in range(repeats + 1):
+        xr = timed("real batch + augmentation", lambda: real.next().contiguous(memory_format=torch.channels_last))
+        target = timed("teacher forward", lambda: teacher.represent_normalized(xr, cfg.amp))
+        i = pool.sample()
+        xs, ys = timed("support decode", lambda: synth.support())
+        with torch.no_grad():
+            with autocast(device, cfg.amp):  # of which: the real batch alone (as the step computes it)
+                timed("  of which pool forward, real batch", lambda: embed_folded(pool.models[i].eval(), xr))
+        loss = timed("pool forward (real + support) + KRR", lambda: outer_loss(pool.models[i], xs, ys, xr, target,
+                                                                               ridge=cfg.ridge, amp=cfg.amp))
+        timed("outer backward", lambda: loss.backward(inputs=params))
+        timed("AdamW update", lambda: (opt.step(), opt.zero_grad(set_to_none=True)))
+        timed("pool online step", lambda: pool.update(i, *[t.detach() for t in synth.support()]))
+    return {k: statistics.median(v[1:]) for k, v in times.items()}
+
+
+def _step_flops(data, teacher: Teacher, cfg, device: torch.device) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """FLOPs of one step's parts (torch's FLOP counter: matmuls and convolutions, forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    pool_model = create_model(cfg.pool_arch, image_size=32, out_dim=teacher.repr_dim, seed=0).eval()
+    x = torch.randn(cfg.batch_size, 3, 32, 32)
+    xs = torch.randn(100, 3, 32, 32, requires_grad=True)
+    out: dict[str, float] = {}
+    for name, fn in (("teacher forward", lambda: teacher.model.cpu().represent(x)),
+                     ("pool forward, real batch", lambda: pool_model.embed(x)),
+                     ("support forward + backward", lambda: pool_model.embed(xs).sum().backward()),
+                     ("pool online step", lambda: pool_model.train()(xs).sum().backward())):
+        counter = FlopCounterMode(display=False)
+        with counter:
+            fn()
+        out[name] = float(counter.get_total_flops())
+        pool_model.eval()
+    teacher.to(device)
+    return out
+
+
+def _peak_flops(device: torch.device, dtype: torch.dtype) -> float:
+    """Achieved FLOP/s of a large matrix product in ``dtype`` on this machine (the best of 3)."""
+    a = torch.randn(2048, 2048, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(4):
+        t0 = time.perf_counter()
+        a @ a
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 2048**3 / best
+
+
 def against_reference(path: Path, *, data_root: str, repeats: int, online_steps: int, device: torch.device,
                       dataset: str = "cifar100", teacher_cache: int = 0) -> dict:
     """Alternate reference and ssdd steps; return per-side timings and the speed ratios."""
@@ -131,6 +205,12 @@ def against_reference(path: Path, *, data_root: str, repeats: int, online_steps:
                 times[name].append(time.perf_counter() - t0)
     rows = [{"what": f"KRR-ST outer step, {name}", "s_median": statistics.median(t), "s_min": min(t), "n": len(t)}
             for name, t in times.items()]
+    amp = precisions[-1]
+    cfg = distill_config("krr_st", "paper", 32, budget=100, pool_online_steps=online_steps, amp=amp)
+    parts = _breakdown(data, teacher, cfg, device, repeats)
+    flops = _step_flops(data, teacher, cfg, device)
+    peak = _peak_flops(device, torch.bfloat16 if amp else torch.float32)
+    total_flops = sum(flops.values())
     ref = statistics.median(times["reference fp32"])
     ratios = {name: ref / statistics.median(t) for name, t in times.items() if name.startswith("ssdd")}
     same = {k: v for k, v in ratios.items() if "cache" not in k}
@@ -138,5 +218,9 @@ def against_reference(path: Path, *, data_root: str, repeats: int, online_steps:
     return {"rows": rows, "ratios_vs_reference": ratios, "ratio_same_semantics": max(same.values()),
             "ratio_cached": cached[0] if cached else None,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "breakdown_s": {"precision": "bf16" if amp else "fp32", **parts},
+            "flops": {**flops, "total": total_flops},
+            "floor": {"matmul_flops_per_s": peak, "precision": "bf16" if amp else "fp32",
+                      "step_s_at_matmul_speed": total_flops / peak},
             "config": {"num_images": 100, "real_batch": 1024, "pool": "10 x convnet 128-256-512", "teacher": "resnet18",
                        "data": data.name, "pool_online_steps": online_steps, "teacher_cache": teacher_cache}}

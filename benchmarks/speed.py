@@ -153,7 +153,7 @@ def main() -> None:
         rows.extend(_time_pca(args.pca_images, args.repeats, dev))
     expand_rate = next((r["pairs_per_s"] for r in rows if r["what"].startswith("expand")), None)
     record = {"name": "speed", "device": str(dev), "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "expand_pairs_per_s": expand_rate,
+              "expand_pairs_per_s": expand_rate, **_reference_ratios(Path(args.out)),
               "cpu": platform.processor() or platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
               "bf16_fast": bf16_is_fast(dev),
               "ssdd": __version__, "params": vars(args), "rows": rows}
@@ -162,6 +162,16 @@ def main() -> None:
     print(f"\n{'what':<32}{'amp':>6}{'pairs':>8}{'seconds':>14}")
     for r in rows:
         print(f"{r['what']:<32}{str(r.get('amp', '')):>6}{r['pairs']:>8}{r['s_mean']:>10.3f} ± {r['s_std']:.3f}")
+
+
+def _reference_ratios(speed_json: Path) -> dict:
+    """The side-by-side ratios of the last ``--against-reference`` run beside ``speed_json`` (if any)."""
+    src = speed_json.parent / "speed_vs_reference_cached.json"
+    if not src.exists():
+        return {"ratio_same_semantics": None, "ratio_cached": None}
+    ref = json.loads(src.read_text())
+    return {"ratio_same_semantics": ref.get("ratio_same_semantics"), "ratio_cached": ref.get("ratio_cached"),
+            "ratios_from": str(src)}
 
 
 def _run_against_reference(args: argparse.Namespace) -> None:
@@ -176,11 +186,23 @@ def _run_against_reference(args: argparse.Namespace) -> None:
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "ssdd": __version__, **res}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1))
+    speed = Path(args.out).parent / "speed.json"  # the summary file carries the latest ratios at its top level
+    if speed.exists() and Path(args.out).name == "speed_vs_reference_cached.json":
+        summary = json.loads(speed.read_text())
+        summary.update(_reference_ratios(speed))
+        speed.write_text(json.dumps(summary, indent=1))
     print(f"\n{'what':<40}{'median s':>10}{'min s':>10}")
     for r in res["rows"]:
         print(f"{r['what']:<40}{r['s_median']:>10.3f}{r['s_min']:>10.3f}")
     for name, ratio in res["ratios_vs_reference"].items():
         print(f"{name} is {ratio:.2f}x the reference's speed")
+    print(f"\nwhere an ssdd step goes ({res['breakdown_s']['precision']}, median s):")
+    for name, sec in res["breakdown_s"].items():
+        if name != "precision":
+            print(f"  {name:<40}{sec:8.3f}")
+    fl = res["floor"]
+    print(f"FLOPs per step {res['flops']['total'] / 1e9:,.0f} G; at this machine's {fl['precision']} matmul speed "
+          f"({fl['matmul_flops_per_s'] / 1e9:,.0f} GFLOP/s) that is {fl['step_s_at_matmul_speed']:.3f} s")
     print(f"peak RSS {res['peak_rss_mb']:.0f} MB")
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ssdd_cli.models import create_model
-from ssdd_cli.models.registry import list_models
 from ssdd_cli.models.fold import embed_folded, folded_copy
+from ssdd_cli.models.registry import list_models
 
 
 def _random_stats(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
