@@ -74,8 +74,8 @@ def _reference_step(path: Path, data, teacher: Teacher, xs0: torch.Tensor, ys0: 
     return lambda: run(args, device, target, pool, opt, it, aug, x_syn, y_syn)
 
 
-def _ssdd_step(data, teacher: Teacher, cfg, device: torch.device, cache: str | None = None):  # type: ignore[no-untyped-def]
-    """The outer step of ssdd exactly as its loop runs it (``make_outer_step`` + the AdamW update)."""
+def _ssdd_state(data, teacher: Teacher, cfg, device: torch.device):  # type: ignore[no-untyped-def]
+    """The initial distilled set (and its support pairs), a warmed-up model pool and the outer optimizer."""
     res = api.distill(data, teacher, dataclasses.replace(cfg, num_steps=0, teacher_cache=0), device=device)
     synth = res.synthetic.to(device)
     with torch.no_grad():
@@ -84,7 +84,12 @@ def _ssdd_step(data, teacher: Teacher, cfg, device: torch.device, cache: str | N
                      online_steps=cfg.pool_online_steps, seed=cfg.seed, device=device, amp=cfg.amp)
     pool.warm_up(xs0, ys0)
     params = [p for p in synth.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    return synth, xs0, ys0, pool, params, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+
+
+def _ssdd_step(data, teacher: Teacher, cfg, device: torch.device, cache: str | None = None):  # type: ignore[no-untyped-def]
+    """The outer step of ssdd exactly as its loop runs it (``make_outer_step`` + the AdamW update)."""
+    synth, xs0, ys0, pool, params, opt = _ssdd_state(data, teacher, cfg, device)
     views = (api.teacher_view_cache(teacher, data, cfg.teacher_cache, cache=cache, amp=cfg.amp)
              if cfg.teacher_cache else None)
     real = RealBatches(data.train_images, cfg.batch_size, data.mean, data.std, cfg.seed, device, cached=views)
@@ -103,16 +108,8 @@ def _breakdown(data, teacher: Teacher, cfg, device: torch.device, repeats: int) 
     """Median seconds of each part of an ssdd step (the parts of ``make_outer_step``, timed one by one)."""
     from ssdd_cli.methods.distill import outer_loss
 
-    res = api.distill(data, teacher, dataclasses.replace(cfg, num_steps=0, teacher_cache=0), device=device)
-    synth = res.synthetic.to(device)
-    with torch.no_grad():
-        xs0, ys0 = synth.support()
-    pool = ModelPool(arch=cfg.pool_arch, image_size=data.image_size, out_dim=teacher.repr_dim, size=cfg.pool_size,
-                     online_steps=cfg.pool_online_steps, seed=cfg.seed, device=device, amp=cfg.amp)
-    pool.warm_up(xs0, ys0)
+    synth, _, _, pool, params, opt = _ssdd_state(data, teacher, cfg, device)
     real = RealBatches(data.train_images, cfg.batch_size, data.mean, data.std, cfg.seed, device)
-    params = [p for p in synth.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     times: dict[str, list[float]] = {}
 
     def timed(name: str, fn):  # type: ignore[no-untyped-def]
