@@ -90,9 +90,12 @@ def save_pngs(jobs: list[tuple[torch.Tensor, Path]], workers: int | None = None)
         for image, path in jobs:
             save_png(image, path)
         return
-    with ThreadPoolExecutor(workers) as pool:
+    pool = ThreadPoolExecutor(workers)
+    try:
         for _ in pool.map(lambda job: save_png(*job), jobs):
             pass
+    finally:  # on the first error, drop the writes not yet started
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_expanded(

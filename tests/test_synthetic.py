@@ -204,3 +204,5 @@ def test_rebuild_equals_support(views, basis_size: int) -> None:  # type: ignore
     assert torch.equal(x2, x1) and torch.equal(y2, y1)
     with pytest.raises(ValueError, match="out= must be"):
         synth.rebuild(views, out=(x1[:-1], y1))
+    with pytest.raises(ValueError, match="out= must be"):
+        synth.rebuild(views, out=(x1.double(), y1))

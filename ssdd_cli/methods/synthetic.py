@@ -185,9 +185,11 @@ class SyntheticSet(nn.Module):
         shapes = ((len(views) * m, c, s, s), (len(views) * m, first.shape[1]))
         if out is not None:
             images, targets = out
-            if (tuple(images.shape), tuple(targets.shape)) != shapes or not (images.is_contiguous() and targets.is_contiguous()):
-                raise ValueError(f"out= must be contiguous tensors of shapes {shapes}, got "
-                                 f"{tuple(images.shape)} and {tuple(targets.shape)}")
+            if ((tuple(images.shape), tuple(targets.shape)) != shapes
+                    or not (images.is_contiguous() and targets.is_contiguous())
+                    or {images.dtype, targets.dtype} != {first.dtype} or {images.device, targets.device} != {first.device}):
+                raise ValueError(f"out= must be contiguous {first.dtype} tensors on {first.device} of shapes {shapes}, got "
+                                 f"{tuple(images.shape)} {images.dtype} and {tuple(targets.shape)} {targets.dtype}")
         else:
             images, targets = first.new_empty(shapes[0]), first.new_empty(shapes[1])
         identity = images[:m] if views[0] == "identity" else first.new_empty((m, c, s, s))
@@ -213,8 +215,9 @@ class SyntheticSet(nn.Module):
             rows = targets[i * m : (i + 1) * m]
             if i == 0:
                 rows.copy_(first)
-            elif self.has_repr_basis:
-                torch.addmm(self.repr_mean, self.coeffs(view), self.repr_basis, out=rows)
+            elif self.has_repr_basis:  # decode_targets' order of operations, so the rows equal support()'s bit for bit
+                torch.matmul(self.coeffs(view), self.repr_basis, out=rows)
+                rows.add_(self.repr_mean)
             else:
                 rows.copy_(self.coeffs(view))
         return images, targets
