@@ -148,11 +148,13 @@ class SyntheticSet(nn.Module):
             return base + self.approx[key](base)
         return self.view_coeffs[key]
 
-    def decode_targets(self, coeffs: torch.Tensor) -> torch.Tensor:
-        """Targets ``(n, D)`` from coefficients."""
+    def decode_targets(self, coeffs: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Targets ``(n, D)`` from coefficients, written into ``out`` when given (the same values bit for bit)."""
+        if out is None:
+            return self.repr_mean + coeffs @ self.repr_basis if self.has_repr_basis else coeffs
         if not self.has_repr_basis:
-            return coeffs
-        return self.repr_mean + coeffs @ self.repr_basis
+            return out.copy_(coeffs)
+        return torch.matmul(coeffs, self.repr_basis, out=out).add_(self.repr_mean)
 
     def support(self, views: tuple[str, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """All (image, target) pairs, view-major: ``(|A|·m, C, H, W)`` and ``(|A|·m, D)``."""
@@ -215,11 +217,8 @@ class SyntheticSet(nn.Module):
             rows = targets[i * m : (i + 1) * m]
             if i == 0:
                 rows.copy_(first)
-            elif self.has_repr_basis:  # decode_targets' order of operations, so the rows equal support()'s bit for bit
-                torch.matmul(self.coeffs(view), self.repr_basis, out=rows)
-                rows.add_(self.repr_mean)
             else:
-                rows.copy_(self.coeffs(view))
+                self.decode_targets(self.coeffs(view), out=rows)
         return images, targets
 
     # -- storage ------------------------------------------------------------------------------
