@@ -91,6 +91,9 @@ class DistillConfig:
     num_images: int | None = setting(None, "distilled images m (none: from the budget)")
     image_rank: int | None = setting(None, "image bases U (none: from the budget)")
     repr_rank: int | None = setting(None, "representation bases V (none: from the budget)")
+    sizing: str = setting("paper", "how the budget is split when m, U, V are not given: paper (U = V = 2N, m ≤ N; "
+                                   "method.md §6.6) or images (U = V = N, every remaining image-equivalent buys "
+                                   "images: about 10N at 32 px)")
     basis_size: int | None = setting(None, "side of the image bases (none: half the image side)")
     approx_hidden: int = setting(4, "hidden width k of the approximation networks")
     approx_steps: int = setting(500, "Adam steps fitting each approximation network")
@@ -137,6 +140,7 @@ class DistillConfig:
         for name, ok, rule in checks:
             _check(ok, name, rule, getattr(self, _FIELD_OF.get(name, name.replace("-", "_"))))
         _check(self.approx_mode in ("after", "joint"), "approx_mode", "after or joint", self.approx_mode)
+        _check(self.sizing in ("paper", "images"), "sizing", "paper or images", self.sizing)
         _check(self.init in ("pca", "random"), "init", "pca or random", self.init)
         method.validate(self)
 

@@ -109,6 +109,10 @@ def storage_report(
     return StorageReport(floats, int(math.prod(image_shape)), label, num_images, images_only, groups)
 
 
+SIZINGS: tuple[str, ...] = ("paper", "images")
+"""How :func:`auto_size` splits a budget: the paper's ranks 2N and m ≤ N, or ranks N and every image that fits."""
+
+
 @dataclass(frozen=True)
 class BoostSize:
     """Sizes of a basis-parameterised set: images ``m``, ranks ``U``/``V``, hidden ``k``."""
@@ -182,21 +186,27 @@ def auto_size(
     num_images: int | None = None,
     image_rank: int | None = None,
     repr_rank: int | None = None,
+    sizing: str = "paper",
 ) -> BoostSize:
-    """Choose ``m, U, V`` for a budget of ``N`` image-equivalents (method.md §6.6 rule).
+    """Choose ``m, U, V`` for a budget of ``N`` image-equivalents.
 
-    Defaults: basis side ``H/2``, ``k = 4``, ``U = min(2N, P)``, ``V = min(2N, D)``, then ``m`` =
-    the largest count that fits the rest, capped at ``N`` while neither rank cap binds. Explicit
-    values are kept; a configuration over budget raises :class:`ConfigError` with the breakdown.
+    ``sizing="paper"`` (method.md §6.6): basis side ``H/2``, ``k = 4``, ``U = min(2N, P)``,
+    ``V = min(2N, D)``, then ``m`` = the largest count that fits the rest, capped at ``N`` while
+    neither rank cap binds. ``sizing="images"``: ``U = min(N, P)``, ``V = min(N, D)`` and ``m`` =
+    every image the rest of the budget buys (no cap; about 10N at 32 px). Explicit values are
+    kept; a configuration over budget raises :class:`ConfigError` with the breakdown.
     """
     if budget <= 0:
         raise ConfigError(f"--budget must be a positive number of image-equivalents, got {budget}")
+    if sizing not in SIZINGS:
+        raise ConfigError(f"sizing must be one of {', '.join(SIZINGS)}, got {sizing!r}")
+    ranks = 2 * budget if sizing == "paper" else budget
     side = basis_size or max(image_size // 2, 1)
     if side > image_size:
         raise ConfigError(f"basis_size {side} exceeds the image size {image_size}")
     p = channels * side * side
-    u = image_rank if image_rank is not None else min(2 * budget, p)
-    v = repr_rank if repr_rank is not None else min(2 * budget, repr_dim)
+    u = image_rank if image_rank is not None else min(ranks, p)
+    v = repr_rank if repr_rank is not None else min(ranks, repr_dim)
     if bases and (u > p or v > repr_dim or u < 1 or v < 1):
         raise ConfigError(
             f"ranks out of range: --image-rank {u} must be in [1, {p}] and --repr-rank {v} in [1, {repr_dim}]"
@@ -233,7 +243,7 @@ def auto_size(
     per_image = report(1).total_floats - fixed.total_floats
     room = budget * fixed.image_numel - fixed.total_floats
     m = int(room // per_image)
-    if bases and u >= 2 * budget and v >= 2 * budget:
+    if sizing == "paper" and bases and u >= 2 * budget and v >= 2 * budget:
         m = min(m, budget)  # rank caps not binding: keep m = N (the reference configuration)
     if m < 1:
         raise ConfigError(f"--budget {budget} leaves no room for a single image after {fixed.describe()}")

@@ -85,6 +85,7 @@ def test_set_and_config_file_reach_the_config(tiny_teacher_path: Path, tmp_path:
     (["--set", "ridge"], "--set takes KEY=VALUE"),
     (["--set", "lr=nan"], "lr must be a finite number"),
     (["--set", "approx_mode=sometimes"], "approx_mode must be after or joint"),
+    (["--set", "sizing=most"], "sizing must be paper or images"),
     (["--method", "magic"], "unknown method 'magic'"),
     (["--preset", "gpu"], "unknown preset 'gpu'"),
     (["--config", "missing.toml"], "cannot read config file"),

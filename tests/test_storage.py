@@ -48,6 +48,21 @@ def test_n25_and_n1000() -> None:
     assert not report_of(one_more).fits(1000)  # m is the largest count that fits
 
 
+def test_images_sizing_buys_images_with_the_rest() -> None:
+    """sizing="images": U = V = N and m = the largest count that fits, with no cap at N."""
+    size = auto_size(100, views=DEFAULT_VIEWS, sizing="images", **CIFAR)
+    assert (size.num_images, size.image_rank, size.repr_rank) == (876, 100, 100)
+    assert report_of(size).fits(100)
+    assert not report_of(BoostSize(877, 100, 100, 4, 16)).fits(100)
+    # where the rank caps bind both rules agree
+    assert auto_size(1000, views=DEFAULT_VIEWS, sizing="images", **CIFAR) == auto_size(1000, views=DEFAULT_VIEWS,
+                                                                                    **CIFAR)
+    # explicit sizes still win over the rule
+    assert auto_size(100, views=DEFAULT_VIEWS, sizing="images", num_images=90, **CIFAR).num_images == 90
+    with pytest.raises(ConfigError, match="sizing"):
+        auto_size(100, views=DEFAULT_VIEWS, sizing="most", **CIFAR)
+
+
 def test_explicit_over_budget_raises_with_breakdown() -> None:
     """An explicit configuration over budget is refused and the message carries the breakdown."""
     with pytest.raises(ConfigError) as exc:
