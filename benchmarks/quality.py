@@ -74,7 +74,8 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--krr-steps", type=int, default=1000)
-    ap.add_argument("--boost-steps", type=int, default=500)
+    ap.add_argument("--boost-steps", type=int, default=None,
+                    help="Boost outer steps [default: the cpu preset's, 0: the initialised set]")
     ap.add_argument("--epochs", type=int, default=1000, help="pretraining epochs on each set")
     ap.add_argument("--probe-steps", type=int, default=5000)
     ap.add_argument("--arch", default="convnet3_s")
