@@ -385,6 +385,8 @@ def distill_to_file(
     steps = (f"{config.num_steps:,} steps" + (f" or {config.max_minutes} min" if config.max_minutes else "")
              + f", lr {config.lr:g}, batch {config.batch_size}, pool {config.pool_size}×{config.pool_arch}, "
              f"{'bf16' if use_amp(dev, config.amp) else 'fp32'}, {_threads()}")
+    if entry.trains and config.num_steps == 0:
+        steps = "no outer steps (the initialised set; --steps N runs the outer loop)"
     reporter.note(f"distilling {ds.name} with {config.method} on {dev}: m={plan.size.num_images}, "
                   f"views={','.join(config.views)}, " + (steps if entry.trains else "no outer loop") + f", preset {preset}")
     if dev.type == "cpu" and preset == "paper" and entry.trains:
