@@ -93,7 +93,7 @@ class DistillConfig:
     repr_rank: int | None = setting(None, "representation bases V (none: from the budget)")
     sizing: str = setting("paper", "how the budget is split when m, U, V are not given: paper (U = V = 2N, m ≤ N; "
                                    "method.md §6.6) or images (U = V = N, every remaining image-equivalent buys "
-                                   "images: about 10N at 32 px)")
+                                   "images: about a thousand at 32 px)")
     basis_size: int | None = setting(None, "side of the image bases (none: half the image side)")
     approx_hidden: int = setting(4, "hidden width k of the approximation networks")
     approx_steps: int = setting(500, "Adam steps fitting each approximation network")

@@ -193,7 +193,8 @@ def auto_size(
     ``sizing="paper"`` (method.md §6.6): basis side ``H/2``, ``k = 4``, ``U = min(2N, P)``,
     ``V = min(2N, D)``, then ``m`` = the largest count that fits the rest, capped at ``N`` while
     neither rank cap binds. ``sizing="images"``: ``U = min(N, P)``, ``V = min(N, D)`` and ``m`` =
-    every image the rest of the budget buys (no cap; about 10N at 32 px). Explicit values are
+    every image the rest of the budget buys (no cap: about a thousand at 32 px
+    whatever N, until the ranks reach ``P`` or ``D``). Explicit values are
     kept; a configuration over budget raises :class:`ConfigError` with the breakdown.
     """
     if budget <= 0:
