@@ -140,9 +140,11 @@ def main() -> None:
             with torch.no_grad():
                 xs, ys = res.synthetic.support()
             fit = res.meta.fit
+            if method != "random":
+                info.update(steps=fit["steps_done"], distill_seconds=round(res.seconds, 1), approx=fit.get("approx", {}),
+                            drift=fit.get("drift"))
             if fit["steps_done"]:
-                info.update(steps=steps, distill_seconds=round(res.seconds, 1), first_loss=fit["first_loss"],
-                            final_loss=fit["final_loss"], approx=fit["approx"], drift=fit["drift"])
+                info.update(first_loss=fit["first_loss"], final_loss=fit["final_loss"])
             info.update(storage=res.meta.storage["cost"], counts=res.meta.counts, pairs=int(xs.shape[0]))
             acc = api.evaluate_pairs(xs, ys, data, ecfg, seed=seed, device=dev)
             info.update(accuracy=acc, seconds=round(time.perf_counter() - t1, 1))

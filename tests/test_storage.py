@@ -150,3 +150,15 @@ def test_auto_size_shrinks_ranks_when_bases_leave_no_room() -> None:
     assert size.num_images >= 10
     shapes = boost_shapes(size, channels=3, repr_dim=256, views=DEFAULT_VIEWS, image_size=16)
     assert storage_report(shapes, image_shape=(3, 16, 16), label="boost", num_images=size.num_images).fits(20)
+
+
+def test_images_sizing_on_a_small_source_names_the_fix(tiny_data) -> None:  # type: ignore[no-untyped-def]
+    """More images than the source holds: the error says how to ask for fewer (incl. the paper sizing)."""
+    from ssdd_cli.config import distill_config
+    from ssdd_cli.methods.distill import plan_distillation
+
+    config = distill_config("boost", "cpu", 16, budget=10)
+    assert config.sizing == "images"
+    with pytest.raises(ConfigError, match=r"has only 64; lower --budget or --num-images, or --set sizing=paper"):
+        plan_distillation(config, tiny_data, 32)
+    assert plan_distillation(distill_config("boost", "cpu", 16, budget=10, sizing="paper"), tiny_data, 32).size.num_images <= 10
