@@ -229,7 +229,7 @@ def auto_size(
             )
         return BoostSize(num_images, u, v, approx_hidden, side)
     if bases and image_rank is None and repr_rank is None and not report(1).fits(budget):
-        # Small images with a wide representation: 2N bases leave no room for a single image.
+        # Small images with a wide representation: the sizing's ranks (2N or N) leave no room for a single image.
         # Shrink both ranks by 10% steps until ceil(N/2) images fit (never triggered by the
         # reference configurations of method.md §6.6).
         want = -(-budget // 2)
