@@ -70,8 +70,7 @@ def plan_distillation(config: DistillConfig, dataset: ImageDataset, repr_dim: in
     if plan.size.num_images > dataset.train_images.shape[0]:
         raise ConfigError(f"the set needs {plan.size.num_images} real images to start from but {dataset.name} has "
                           f"only {dataset.train_images.shape[0]}; lower --budget or --num-images"
-                          + (", or --set sizing=paper (m ≤ N)" if config.method == "boost" and config.sizing == "images"
-                             else ""))
+                          + (", or --set sizing=paper (m ≤ N)" if config.sizing == "images" else ""))
     return plan
 
 
