@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole pipeline on the built-in `shapes` dataset, sized for a 2-core CPU (about 6 minutes):
+# The whole pipeline on the built-in `shapes` dataset, sized for a 2-core CPU (about 5.5 minutes):
 # teacher -> distill (Boost) -> inspect -> expand -> evaluate against random real images.
 # Images are resized to 16 px so that the teacher trains 1,000 steps in a few minutes on a CPU
 # without bf16 units; the commands are the same at any size (drop --image-size for 32 px).
