@@ -31,6 +31,7 @@ import torch
 from ssdd_cli import __version__, api
 from ssdd_cli.config import parse_assignments
 from ssdd_cli.reporting import RichReporter
+from ssdd_cli.storage import SIZINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 B1_ARCHS = ("convnet3_s", "vgg11", "resnet18", "alexnet", "mobilenetv2", "vit")
@@ -73,7 +74,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500,
                     help="outer steps of each distillation (the tables in docs/benchmarks.md used 1,500 with the "
                          "cpu preset of the time: paper sizing)")
-    ap.add_argument("--sizing", choices=("paper", "images"), default="paper",
+    ap.add_argument("--sizing", choices=SIZINGS, default="paper",
                     help="Boost's sizing rule (docs/cpu-preset.md); the documented tables used paper")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--archs", default=None, help="comma-separated architectures [b1: the six of the paper]")

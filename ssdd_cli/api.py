@@ -382,13 +382,16 @@ def distill_to_file(
     if on_plan is not None and distributed.is_main():
         on_plan(plan, config)
     entry = get_method(config.method)
-    steps = (f"{config.num_steps:,} steps" + (f" or {config.max_minutes} min" if config.max_minutes else "")
-             + f", lr {config.lr:g}, batch {config.batch_size}, pool {config.pool_size}×{config.pool_arch}, "
-             f"{'bf16' if use_amp(dev, config.amp) else 'fp32'}, {_threads()}")
-    if entry.trains and config.num_steps == 0:
+    if not entry.trains:
+        steps = "no outer loop"
+    elif config.num_steps == 0:
         steps = "no outer steps (the initialised set; --steps N runs the outer loop)"
+    else:
+        steps = (f"{config.num_steps:,} steps" + (f" or {config.max_minutes} min" if config.max_minutes else "")
+                 + f", lr {config.lr:g}, batch {config.batch_size}, pool {config.pool_size}×{config.pool_arch}, "
+                 f"{'bf16' if use_amp(dev, config.amp) else 'fp32'}, {_threads()}")
     reporter.note(f"distilling {ds.name} with {config.method} on {dev}: m={plan.size.num_images}, "
-                  f"views={','.join(config.views)}, " + (steps if entry.trains else "no outer loop") + f", preset {preset}")
+                  f"views={','.join(config.views)}, {steps}, preset {preset}")
     if dev.type == "cpu" and preset == "paper" and entry.trains:
         reporter.note("note: the paper preset (ConvNet pool of 10, real batch 1024) is sized for GPUs; on a CPU "
                       "--preset cpu (docs/cpu-preset.md) is several times faster per step")

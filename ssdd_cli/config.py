@@ -140,7 +140,9 @@ class DistillConfig:
         for name, ok, rule in checks:
             _check(ok, name, rule, getattr(self, _FIELD_OF.get(name, name.replace("-", "_"))))
         _check(self.approx_mode in ("after", "joint"), "approx_mode", "after or joint", self.approx_mode)
-        _check(self.sizing in ("paper", "images"), "sizing", "paper or images", self.sizing)
+        from .storage import SIZINGS
+
+        _check(self.sizing in SIZINGS, "sizing", " or ".join(SIZINGS), self.sizing)
         _check(self.init in ("pca", "random"), "init", "pca or random", self.init)
         method.validate(self)
 
