@@ -241,7 +241,7 @@ def distill(
     teacher: Annotated[Optional[Path], typer.Option("--teacher", metavar="FILE", help="Teacher file (default: the cached one from `ssdd teacher DATASET`).")] = None,
     budget: Annotated[Optional[int], typer.Option("--budget", "-N", metavar="N", help="Storage budget N in image-equivalents [default: 100].")] = None,
     method: Annotated[str, typer.Option("--method", metavar="METHOD", help=f"Method: {METHOD_NAMES} (`ssdd methods`).")] = "boost",
-    steps: Annotated[Optional[int], typer.Option("--steps", metavar="N", help="Outer steps.")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", metavar="N", help="Outer steps (default: the preset's; --preset cpu runs none for boost: its initialised set).")] = None,
     minutes: Annotated[Optional[float], typer.Option("--minutes", metavar="MIN", help="Stop the outer loop after this many minutes.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", metavar="LR", help="Outer AdamW learning rate.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", metavar="N", help="Real images per outer step.")] = None,
