@@ -13,6 +13,15 @@ Two more tables of the Boost paper, on the same protocol:
     --budgets 25,50,100,1000   Random, KRR-ST and Boost at each budget N (table B3) → budgets.json
     --ablation                 KRR-ST; + bases (identity view only); + views and approximation
                                networks (full Boost), in the paper's order (table B4) → ablation.json
+
+A Boost evaluation at 32 px takes most of an hour of one core, so runs can be split over processes
+and joined: `--reuse FILE` (repeatable) takes every row of the plan that FILE already measured under
+the same protocol (teacher SHA-256, dataset, evaluation settings, the method's own settings, seed
+and budget) instead of measuring it again, and says which file each came from. For example, seeds
+run one per core, then one table of all of them:
+
+    python benchmarks/quality.py --seeds 1 --seed-offset 3 --out s3.json   # and 4 on the other core
+    python benchmarks/quality.py --seeds 2 --seed-offset 3 --reuse s3.json --reuse s4.json
 """
 
 from __future__ import annotations
@@ -34,6 +43,46 @@ from ssdd_cli.device import bf16_is_fast
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+# Parameters that decide a row's result, beyond its seed, method, budget and row overrides; with the
+# value a record written before the parameter existed was measured with.
+COMMON = {"dataset": None, "epochs": 1000, "probe_steps": 5000, "arch": "convnet3_s", "precision": "auto"}
+PER_METHOD = {"random": {}, "krr_st": {"krr_steps": 1000, "krr_set": [], "teacher_cache": 0},
+              "boost": {"boost_steps": None, "boost_set": [], "teacher_cache": 0}}
+
+
+def run_key(record: dict, run: dict) -> str:
+    """What a measured row depends on, as a string: rows with equal keys measure the same thing."""
+    params, method = record["params"], run["method"]
+    wanted = {**COMMON, **PER_METHOD[method]}
+    key = {k: params.get(k, default) for k, default in wanted.items()}
+    for k in ("krr_set", "boost_set"):
+        if k in key:
+            key[k] = sorted(key[k])
+    key.update(teacher=record["teacher"]["sha256"], method=method, seed=run["seed"], budget=run["budget"],
+               set=run.get("set", {}))
+    return json.dumps(key, sort_keys=True)
+
+
+def reusable_runs(paths: list[str], fingerprint: str) -> dict[str, dict]:
+    """Rows measured in earlier records on the same training images, by :func:`run_key` (first file wins).
+
+    A record whose data fingerprint differs is skipped whole; one written before records carried a
+    fingerprint is matched by dataset name.
+    """
+    found: dict[str, dict] = {}
+    for path in paths:
+        try:
+            rec = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: --reuse {path}: cannot read it as a quality record ({e})") from None
+        if rec.get("data_fingerprint", fingerprint) != fingerprint:
+            print(f"--reuse {path}: measured on other training images, not reused", flush=True)
+            continue
+        for run in rec.get("runs", []):
+            found.setdefault(run_key(rec, run), {**run, "reused_from": str(path)})
+    return found
 
 
 def plan_rows(args: argparse.Namespace) -> list[dict]:
@@ -92,6 +141,8 @@ def main() -> None:
     ap.add_argument("--seed-offset", type=int, default=0, help="first seed (seeds are offset … offset+seeds-1)")
     ap.add_argument("--budgets", default=None, help="comma-separated budgets N: table B3 (Random, KRR-ST, Boost at each)")
     ap.add_argument("--ablation", action="store_true", help="table B4: KRR-ST; + bases; + views and approximation networks")
+    ap.add_argument("--reuse", action="append", default=[], metavar="FILE",
+                    help="take rows already measured under the same protocol from this record (repeatable)")
     ap.add_argument("--out", default=None,
                     help="JSON record [default: benchmarks/results/quality.json, budgets.json or ablation.json]")
     args = ap.parse_args()
@@ -112,7 +163,7 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "bf16_fast": bf16_is_fast(dev),
         "torch": torch.__version__, "ssdd": __version__, "teacher": teacher.describe(),
-        "params": vars(args), "runs": [],
+        "data_fingerprint": data.fingerprint(), "params": vars(args), "runs": [],
     }
 
     def save() -> None:
@@ -127,11 +178,21 @@ def main() -> None:
     print(f"floor (no pretraining) {floor:.2f}  teacher probe {record['teacher_probe']:.2f}", flush=True)
     save()
     extra = {"boost": parse_assignments(args.boost_set), "krr_st": parse_assignments(args.krr_set)}
+    earlier = reusable_runs(args.reuse, record["data_fingerprint"])
     for seed in range(args.seed_offset, args.seed_offset + args.seeds):
         for spec in rows_spec:
             t1 = time.perf_counter()
             method = spec["method"]
             info: dict = {"seed": seed, "method": method, "row": spec["row"], "budget": spec["budget"]}
+            if spec.get("set"):
+                info["set"] = spec["set"]
+            done = earlier.get(run_key(record, info))
+            if done is not None:
+                info = {**done, "row": spec["row"]}
+                record["runs"].append(info)
+                save()
+                print(json.dumps(info), flush=True)
+                continue
             steps = {"krr_st": args.krr_steps, "boost": args.boost_steps}.get(method)  # random: no outer loop
             cfg = distill_config(method, "cpu", data.image_size, budget=spec["budget"], num_steps=steps, seed=seed,
                                  amp=amp, teacher_cache=args.teacher_cache if steps else None,

@@ -1,0 +1,72 @@
+"""The quality benchmark's bookkeeping: which rows it compares, and which earlier rows it may reuse."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("quality", Path(__file__).parents[1] / "benchmarks" / "quality.py")
+quality = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(quality)
+
+
+def record(**params) -> dict:  # type: ignore[no-untyped-def]
+    base = {"dataset": "cifar100", "epochs": 1000, "probe_steps": 5000, "arch": "convnet3_s", "krr_steps": 1000,
+            "boost_steps": None, "boost_set": [], "krr_set": [], "teacher_cache": 0, "precision": "auto"}
+    return {"teacher": {"sha256": "t" * 64}, "params": {**base, **params}, "data_fingerprint": "d" * 64}
+
+
+def run(method: str, seed: int = 0, budget: int = 100, **extra) -> dict:  # type: ignore[no-untyped-def]
+    return {"method": method, "seed": seed, "budget": budget, "row": method, **extra}
+
+
+def test_run_key_depends_only_on_what_decides_the_row() -> None:
+    a, b = record(), record(boost_steps=500, krr_set=["lr_images=0.01"], seeds=7, out="x.json")
+    assert quality.run_key(a, run("random")) == quality.run_key(b, run("random"))  # neither setting touches Random
+    assert quality.run_key(a, run("boost")) != quality.run_key(b, run("boost"))
+    assert quality.run_key(a, run("krr_st")) != quality.run_key(b, run("krr_st"))
+    assert quality.run_key(a, run("boost")) != quality.run_key(a, run("boost", seed=1))
+    assert quality.run_key(a, run("boost")) != quality.run_key(a, run("boost", budget=25))
+    assert quality.run_key(a, run("boost")) != quality.run_key(a, run("boost", set={"views": "identity"}))
+    other_teacher = {**a, "teacher": {"sha256": "u" * 64}}
+    assert quality.run_key(a, run("random")) != quality.run_key(other_teacher, run("random"))
+    # A record written before a parameter existed was measured with its default.
+    old = record()
+    del old["params"]["precision"], old["params"]["boost_set"]
+    assert quality.run_key(old, run("boost")) == quality.run_key(a, run("boost"))
+
+
+def test_reuse_skips_records_of_other_training_images(tmp_path: Path) -> None:
+    rec = {**record(), "runs": [run("random", accuracy=40.0), run("boost", accuracy=43.0)]}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(rec))
+    found = quality.reusable_runs([str(path)], "d" * 64)
+    assert found[quality.run_key(rec, run("boost"))]["accuracy"] == 43.0
+    assert found[quality.run_key(rec, run("boost"))]["reused_from"] == str(path)
+    assert quality.reusable_runs([str(path)], "e" * 64) == {}
+    legacy = {k: v for k, v in rec.items() if k != "data_fingerprint"}  # matched by dataset name
+    path.write_text(json.dumps(legacy))
+    assert len(quality.reusable_runs([str(path)], "e" * 64)) == 2
+    path.write_text("not json")
+    with pytest.raises(SystemExit, match="cannot read"):
+        quality.reusable_runs([str(path)], "d" * 64)
+
+
+def test_budget_table_compares_boost_at_the_smallest_budget_with_random_at_the_next() -> None:
+    args = argparse.Namespace(ablation=False, budgets="25,100", methods="random,krr_st,boost", budget=100)
+    rows = quality.plan_rows(args)
+    assert [r["row"] for r in rows] == ["random@25", "krr_st@25", "boost@25", "random@100", "krr_st@100", "boost@100"]
+    pairs = quality.pairs_of(rows)
+    assert ("boost@25", "random@100") in pairs
+    assert ("boost@100", "random@100") in pairs and ("krr_st@25", "random@25") in pairs
+
+
+def test_ablation_rows_follow_the_paper_order() -> None:
+    args = argparse.Namespace(ablation=True, budget=100)
+    rows = quality.plan_rows(args)
+    assert [r["row"] for r in rows] == ["krr_st", "+bases", "+views+approx"]
+    assert quality.pairs_of(rows) == [("+bases", "krr_st"), ("+views+approx", "+bases"), ("+views+approx", "krr_st")]
