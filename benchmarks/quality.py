@@ -114,6 +114,27 @@ def pairs_of(rows_spec: list[dict]) -> list[tuple[str, str]]:
     return [(row[a], row[b]) for a, b in wanted if a in row and b in row]
 
 
+def markdown(record: dict) -> str:
+    """The record's table in Markdown: floor and teacher probe, each row with its seeds, then the paired differences."""
+    seeds = sorted({r["seed"] for r in record["runs"]})
+    label = lambda r: r.get("row", r["method"])  # noqa: E731 (records before rows had labels)
+    per = {(label(r), r["seed"]): r["accuracy"] for r in record["runs"]}
+    lines = [f"{record['dataset']} linear probe (top-1 %), `{record['arch']}`, seeds {', '.join(map(str, seeds))}",
+             "", "| set | top-1 % | per seed |", "|---|---|---|",
+             f"| no pretraining (floor) | {record['floor']:.2f} | |",
+             f"| teacher's own features | {record['teacher_probe']:.2f} | |"]
+    for row in record["summary"]:
+        vals = ", ".join(f"{per[(label(row), s)]:.2f}" for s in seeds if (label(row), s) in per)
+        lines.append(f"| {label(row)} | {row['mean']:.2f} ± {row['std']:.2f} | {vals} |")
+    for name, d in record["paired"].items():
+        a, b = name.split("-", 1)  # row labels hold no "-"
+        vals = ", ".join(f"{v:+.2f}" for v in d["per_seed"])
+        positive = sum(v > 0 for v in d["per_seed"])
+        lines.append(f"| {a} − {b} | {d['mean']:+.2f} ± {d['std']:.2f} ({positive}/{len(d['per_seed'])} seeds > 0) "
+                     f"| {vals} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Run the paired-seed comparison, print the table and write the JSON record."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -145,7 +166,14 @@ def main() -> None:
                     help="take rows already measured under the same protocol from this record (repeatable)")
     ap.add_argument("--out", default=None,
                     help="JSON record [default: benchmarks/results/quality.json, budgets.json or ablation.json]")
+    ap.add_argument("--show", default=None, metavar="FILE", help="print the Markdown table of a saved record and exit")
     args = ap.parse_args()
+    if args.show:
+        try:
+            print(markdown(json.loads(Path(args.show).read_text())))
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit(f"error: --show {args.show}: not a finished quality record ({e})") from None
+        return
 
     dev = api.resolve_device(args.device)
     data = api.load_dataset(args.dataset, data_root=args.data_root)
@@ -227,15 +255,8 @@ def main() -> None:
                               "positive_seeds": sum(v > 0 for v in d)}
     record.update(summary=rows, paired=paired, wall_s=round(time.perf_counter() - t0, 1))
     save()
-    print(f"\n{data.name} linear probe, {args.arch}, {args.seeds} paired seeds ({dev})")
-    print(f"{'set':<28}{'top-1 %':>16}")
-    print(f"{'no pretraining (floor)':<28}{floor:>16.2f}")
-    print(f"{'teacher (own features)':<28}{record['teacher_probe']:>16.2f}")
-    for r in rows:
-        print(f"{r['row']:<28}{r['mean']:>10.2f} ± {r['std']:.2f}")
-    for k, v in paired.items():
-        print(f"paired {k}: {v['mean']:+.2f} ± {v['std']:.2f}  {v['per_seed']}")
-
+    print()
+    print(markdown(record))
 
 if __name__ == "__main__":
     main()

@@ -70,3 +70,17 @@ def test_ablation_rows_follow_the_paper_order() -> None:
     rows = quality.plan_rows(args)
     assert [r["row"] for r in rows] == ["krr_st", "+bases", "+views+approx"]
     assert quality.pairs_of(rows) == [("+bases", "krr_st"), ("+views+approx", "+bases"), ("+views+approx", "krr_st")]
+
+
+def test_markdown_table_lists_every_seed_and_the_paired_differences() -> None:
+    rec = {**record(), "floor": 19.27, "teacher_probe": 41.2,
+           "runs": [run("random", seed=0, accuracy=39.5), run("boost", seed=0, accuracy=43.25),
+                    run("random", seed=1, accuracy=40.0), run("boost", seed=1, accuracy=39.75)],
+           "summary": [{"row": "random", "method": "random", "mean": 39.75, "std": 0.35},
+                       {"row": "boost", "method": "boost", "mean": 41.5, "std": 2.47}],
+           "paired": {"boost-random": {"mean": 1.75, "std": 3.0, "per_seed": [3.75, -0.25]}},
+           "arch": "convnet3_s", "dataset": "cifar100"}
+    md = quality.markdown(rec)
+    assert "| no pretraining (floor) | 19.27 | |" in md and "| teacher's own features | 41.20 | |" in md
+    assert "| boost | 41.50 ± 2.47 | 43.25, 39.75 |" in md
+    assert "| boost − random | +1.75 ± 3.00 (1/2 seeds > 0) | +3.75, -0.25 |" in md
