@@ -48,6 +48,9 @@ def test_reuse_skips_records_of_other_training_images(tmp_path: Path) -> None:
     assert found[quality.run_key(rec, run("boost"))]["accuracy"] == 43.0
     assert found[quality.run_key(rec, run("boost"))]["reused_from"] == str(path)
     assert quality.reusable_runs([str(path)], "e" * 64) == {}
+    path.write_text(json.dumps({**rec, "floor": 19.27}))  # the floor is reused like a row
+    found = quality.reusable_runs([str(path)], "d" * 64)
+    assert found[quality.run_key(rec, {"method": "floor", "seed": 0, "budget": 0})]["accuracy"] == 19.27
     legacy = {k: v for k, v in rec.items() if k != "data_fingerprint"}  # matched by dataset name
     path.write_text(json.dumps(legacy))
     assert len(quality.reusable_runs([str(path)], "e" * 64)) == 2
