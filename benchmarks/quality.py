@@ -58,6 +58,8 @@ def run_key(record: dict, run: dict) -> str:
     """What a measured row depends on, as a string: rows with equal keys measure the same thing."""
     params, method = record["params"], run["method"]
     wanted = {**COMMON, **PER_METHOD[method]}
+    if method in REFERENCE_ROWS:  # no pretraining on a set
+        del wanted["epochs"]
     key = {k: params.get(k, default) for k, default in wanted.items()}
     for k in ("krr_set", "boost_set"):
         if k in key:
