@@ -140,6 +140,40 @@ def markdown(record: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(record: dict, path: Path) -> None:
+    """The record as a PNG: accuracy against budget per method (table B3), else one bar per row; floor and teacher dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = record["summary"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    budgets = sorted({r.get("budget", record["budget"]) for r in rows})
+    if len(budgets) > 1:
+        for method in dict.fromkeys(r["method"] for r in rows):
+            pts = sorted((r["budget"], r["mean"], r["std"]) for r in rows if r["method"] == method)
+            ax.errorbar([b for b, _, _ in pts], [m for _, m, _ in pts], yerr=[s for _, _, s in pts], marker="o",
+                        capsize=3, label=method)
+        ax.set_xscale("log")
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.minorticks_off()
+        ax.set_xlabel("budget N (image-equivalents)")
+    else:
+        names = [r.get("row", r["method"]) for r in rows]
+        ax.bar(names, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], capsize=3, color="tab:blue")
+        ax.set_ylim(bottom=min(record["floor"], *(r["mean"] for r in rows)) - 2)
+    ax.axhline(record["teacher_probe"], color="k", ls="--", lw=1, label=f"teacher's own features {record['teacher_probe']:.1f}")
+    ax.axhline(record["floor"], color="gray", ls=":", lw=1, label=f"no pretraining {record['floor']:.1f}")
+    seeds = len({r["seed"] for r in record["runs"]})
+    ax.set_ylabel("linear-probe top-1 %")
+    ax.set_title(f"{record['dataset']}, {record['arch']}, {seeds} paired seed{'s' if seeds > 1 else ''}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     """Run the paired-seed comparison, print the table and write the JSON record."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -172,12 +206,17 @@ def main() -> None:
     ap.add_argument("--out", default=None,
                     help="JSON record [default: benchmarks/results/quality.json, budgets.json or ablation.json]")
     ap.add_argument("--show", default=None, metavar="FILE", help="print the Markdown table of a saved record and exit")
+    ap.add_argument("--plot", default=None, metavar="PNG",
+                    help="also draw the table: accuracy against N with --budgets, else one bar per row (needs matplotlib)")
     args = ap.parse_args()
     if args.show:
         try:
-            print(markdown(json.loads(Path(args.show).read_text())))
+            shown = json.loads(Path(args.show).read_text())
+            print(markdown(shown))
         except (OSError, ValueError, KeyError) as e:
             raise SystemExit(f"error: --show {args.show}: not a finished quality record ({e})") from None
+        if args.plot:
+            plot(shown, Path(args.plot))
         return
 
     dev = api.resolve_device(args.device)
@@ -268,6 +307,8 @@ def main() -> None:
     save()
     print()
     print(markdown(record))
+    if args.plot:
+        plot(record, Path(args.plot))
 
 if __name__ == "__main__":
     main()

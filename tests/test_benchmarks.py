@@ -87,3 +87,15 @@ def test_markdown_table_lists_every_seed_and_the_paired_differences() -> None:
     assert "| no pretraining (floor) | 19.27 | |" in md and "| teacher's own features | 41.20 | |" in md
     assert "| boost | 41.50 ± 2.47 | 43.25, 39.75 |" in md
     assert "| boost − random | +1.75 ± 3.00 (1/2 seeds > 0) | +3.75, -0.25 |" in md
+
+
+def test_plot_draws_budget_curves_and_bars(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    base = {**record(), "floor": 19.0, "teacher_probe": 41.0, "arch": "convnet3_s", "dataset": "cifar100", "budget": 100,
+            "runs": [run("random", accuracy=40.0)]}
+    curves = {**base, "summary": [{"row": f"{m}@{n}", "method": m, "budget": n, "mean": 40.0 + n / 100, "std": 0.5}
+                                  for m in ("random", "boost") for n in (25, 100)]}
+    bars = {**base, "summary": [{"method": "random", "mean": 39.0, "std": 0.5}]}  # an older record: no budget per row
+    for name, rec in (("curves.png", curves), ("bars.png", bars)):
+        quality.plot(rec, tmp_path / name)
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
