@@ -267,26 +267,23 @@ def main() -> None:
             done = earlier.get(run_key(record, info))
             if done is not None:
                 info = {**done, "row": spec["row"]}
-                record["runs"].append(info)
-                save()
-                print(json.dumps(info), flush=True)
-                continue
-            steps = {"krr_st": args.krr_steps, "boost": args.boost_steps}.get(method)  # random: no outer loop
-            cfg = distill_config(method, "cpu", data.image_size, budget=spec["budget"], num_steps=steps, seed=seed,
-                                 amp=amp, teacher_cache=args.teacher_cache if steps else None,
-                                 **{**extra.get(method, {}), **spec.get("set", {})})
-            res = api.distill(data, teacher, cfg, device=dev)
-            with torch.no_grad():
-                xs, ys = res.synthetic.support()
-            fit = res.meta.fit
-            if method != "random":
-                info.update(steps=fit["steps_done"], distill_seconds=round(res.seconds, 1), approx=fit.get("approx", {}),
-                            drift=fit.get("drift"))
-            if fit["steps_done"]:
-                info.update(first_loss=fit["first_loss"], final_loss=fit["final_loss"])
-            info.update(storage=res.meta.storage["cost"], counts=res.meta.counts, pairs=int(xs.shape[0]))
-            acc = api.evaluate_pairs(xs, ys, data, ecfg, seed=seed, device=dev)
-            info.update(accuracy=acc, seconds=round(time.perf_counter() - t1, 1))
+            else:
+                steps = {"krr_st": args.krr_steps, "boost": args.boost_steps}.get(method)  # random: no outer loop
+                cfg = distill_config(method, "cpu", data.image_size, budget=spec["budget"], num_steps=steps, seed=seed,
+                                     amp=amp, teacher_cache=args.teacher_cache if steps else None,
+                                     **{**extra.get(method, {}), **spec.get("set", {})})
+                res = api.distill(data, teacher, cfg, device=dev)
+                with torch.no_grad():
+                    xs, ys = res.synthetic.support()
+                fit = res.meta.fit
+                if method != "random":
+                    info.update(steps=fit["steps_done"], distill_seconds=round(res.seconds, 1), approx=fit.get("approx", {}),
+                                drift=fit.get("drift"))
+                if fit["steps_done"]:
+                    info.update(first_loss=fit["first_loss"], final_loss=fit["final_loss"])
+                info.update(storage=res.meta.storage["cost"], counts=res.meta.counts, pairs=int(xs.shape[0]))
+                acc = api.evaluate_pairs(xs, ys, data, ecfg, seed=seed, device=dev)
+                info.update(accuracy=acc, seconds=round(time.perf_counter() - t1, 1))
             record["runs"].append(info)
             save()
             print(json.dumps(info), flush=True)
@@ -309,6 +306,7 @@ def main() -> None:
     print(markdown(record))
     if args.plot:
         plot(record, Path(args.plot))
+
 
 if __name__ == "__main__":
     main()
