@@ -182,7 +182,8 @@ def main() -> None:
     ap.add_argument("--teacher", default=None, help="teacher file [default: the cached cpu-preset teacher]")
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--krr-steps", type=int, default=1000)
+    ap.add_argument("--krr-steps", type=int, default=None,
+                    help="KRR-ST outer steps [default: the cpu preset's] (tables before December 2026 ran 1,000)")
     ap.add_argument("--boost-steps", type=int, default=None,
                     help="Boost outer steps [default: the cpu preset's, 0: the initialised set]")
     ap.add_argument("--epochs", type=int, default=1000, help="pretraining epochs on each set")
@@ -227,6 +228,8 @@ def main() -> None:
     teacher = api.load_teacher(tpath, dev)
     amp = {"auto": None, "fp32": False, "bf16": True}[args.precision]  # None keeps the preset's choice
     ecfg = eval_config("cpu", archs=(args.arch,), pretrain_epochs=args.epochs, probe_steps=args.probe_steps, amp=amp)
+    if args.krr_steps is None:  # recorded resolved, so a later change of the preset cannot make old rows look current
+        args.krr_steps = distill_config("krr_st", "cpu", data.image_size, budget=args.budget).num_steps
     rows_spec = plan_rows(args)
     out = Path(args.out or f"benchmarks/results/{'budgets' if args.budgets else 'ablation' if args.ablation else 'quality'}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
