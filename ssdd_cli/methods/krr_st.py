@@ -22,7 +22,7 @@ class KrrSt(PixelMethod):
     presets = {
         "paper": dict(num_steps=160_000, lr=1e-4, lr_final_factor=1e-3, bases=False, views=("identity",)),
         "paper@64px": dict(lr=1e-5),
-        "cpu": dict(num_steps=1500, lr=1e-3, lr_final_factor=1e-3, bases=False, views=("identity",)),
+        "cpu": dict(num_steps=1500, lr=1e-2, lr_final_factor=1e-3, bases=False, views=("identity",)),
     }
 
     def initialise(self, ctx: InitContext) -> tuple[SyntheticSet, dict[str, float]]:
