@@ -102,6 +102,9 @@ class DistillConfig:
                                "initialisation and train them in the outer loop")
     init: str = setting("pca", "basis initialisation: pca or random")
     freeze_means: bool = setting(False, "keep the PCA means fixed")
+    targets_of: str = setting("real", "boost initial targets: the teacher's representations of the real images "
+                              "(real, paper) or of the images the bases decode, view by view (decoded: every pair "
+                              "is one the teacher itself produces)")
     aug_in_krr: bool = setting(True, "every view enters the KRR support set (else identity only)")
     amp: bool | None = setting(False, "bf16 autocast of the pool ConvNets; none = only where bf16 is fast")
     teacher_cache: int = setting(0, "K fixed crop+flip views of every real image whose teacher representations are "
@@ -144,6 +147,7 @@ class DistillConfig:
 
         _check(self.sizing in SIZINGS, "sizing", " or ".join(SIZINGS), self.sizing)
         _check(self.init in ("pca", "random"), "init", "pca or random", self.init)
+        _check(self.targets_of in ("real", "decoded"), "targets_of", "real or decoded", self.targets_of)
         method.validate(self)
 
 

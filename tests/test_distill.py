@@ -177,3 +177,20 @@ def test_same_result_as_before_the_redesign(method: str, tiny_data) -> None:  # 
         torch.testing.assert_close(res.tensors[key], value, rtol=1e-3, atol=1e-2, msg=key)
     assert res.meta.fit["first_loss"] == pytest.approx(old.meta.fit["first_loss"], rel=1e-4)
     assert res.meta.fit["final_loss"] == pytest.approx(old.meta.fit["final_loss"], rel=1e-3)
+
+
+def test_targets_of_decoded(tiny_data, tiny_teacher) -> None:  # type: ignore[no-untyped-def]
+    """targets_of=decoded: every initial pair is the teacher's own output on the decoded (viewed) image."""
+    from ssdd_cli import augment
+
+    kw = dict(num_steps=0, approx=False, image_rank=8, repr_rank=32, num_images=6, budget=40)
+    sets = {t: distill(tiny_data, tiny_teacher, tiny_distill_config("boost", targets_of=t, **kw), device=CPU)
+            for t in ("real", "decoded")}
+    with torch.no_grad():
+        for t, res in sets.items():
+            xs, ys = res.synthetic.support()
+            own = tiny_teacher.represent(augment.denormalize(xs, tiny_data.mean, tiny_data.std))
+            gap = float((ys - own).norm() / own.norm())
+            # full representation rank (V = D): the decoded targets are exact; the real ones are not
+            assert gap < 1e-4 if t == "decoded" else gap > 1e-2, (t, gap)
+        torch.testing.assert_close(sets["real"].synthetic.support()[0], sets["decoded"].synthetic.support()[0])

@@ -100,8 +100,18 @@ def init_bases(
         tot_y = float(train_reprs.var(0).sum())
         stats = {"image_explained": float(ev_x.sum()) / tot_x, "repr_explained": float(ev_y.sum()) / tot_y}
     c_x = (small - mu_x) @ b_x.T  # (m, U)
+    if config.targets_of == "decoded" and config.bases:
+        # The student sees the decoded images, not the real ones: give it the teacher's own output on exactly
+        # those inputs (each view of the decoded image), and fit the representation bases to these targets.
+        decoded = (mu_x + c_x @ b_x).view(-1, c, side, side)
+        if side != s:
+            decoded = F.interpolate(decoded, size=(s, s), mode="bilinear", align_corners=False)
+        reps = view_targets(teacher, augment.denormalize(decoded, mean, std), config.views)
+        if config.init == "pca":
+            stacked = torch.cat([reps[view] for view in config.views])
+            mu_y, b_y, ev_y = pca(lambda: iter(stacked.split(8192)), v, dim=d)
+            stats["repr_explained"] = float(ev_y.sum()) / float(stacked.var(0).sum())
     coeffs = {view: (reps[view] - mu_y) @ b_y.T for view in config.views}  # (m, V) each
-    del s
     synth = SyntheticSet(
         views=config.views, image_size=train_images.shape[-1], channels=c,
         image_basis=(mu_x, b_x, c_x) if config.bases else None,
