@@ -102,6 +102,8 @@ class DistillConfig:
                                "initialisation and train them in the outer loop")
     init: str = setting("pca", "basis initialisation: pca or random")
     freeze_means: bool = setting(False, "keep the PCA means fixed")
+    select: str = setting("uniform", "which real images initialise the set: uniform (at random, paper) or kmeans (the training "
+                          "image nearest each of m k-means centroids of the teacher's representations, a coreset)")
     targets_of: str = setting("real", "boost initial targets: the teacher's representations of the real images "
                               "(real, paper) or of the images the bases decode, view by view (decoded: every pair "
                               "is one the teacher itself produces)")
@@ -148,6 +150,7 @@ class DistillConfig:
         _check(self.sizing in SIZINGS, "sizing", " or ".join(SIZINGS), self.sizing)
         _check(self.init in ("pca", "random"), "init", "pca or random", self.init)
         _check(self.targets_of in ("real", "decoded"), "targets_of", "real or decoded", self.targets_of)
+        _check(self.select in ("uniform", "kmeans"), "select", "uniform or kmeans", self.select)
         method.validate(self)
 
 

@@ -194,3 +194,46 @@ def test_targets_of_decoded(tiny_data, tiny_teacher) -> None:  # type: ignore[no
             # full representation rank (V = D): the decoded targets are exact; the real ones are not
             assert gap < 1e-4 if t == "decoded" else gap > 1e-2, (t, gap)
         torch.testing.assert_close(sets["real"].synthetic.support()[0], sets["decoded"].synthetic.support()[0])
+
+
+def test_kmeans_subset_covers_every_cluster() -> None:
+    """select=kmeans: one distinct image per well-separated cluster (random draws miss some), deterministic."""
+    from ssdd_cli.methods.init import kmeans_subset
+
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.randn(8, 16, generator=gen) * 100
+    sizes = torch.tensor([200, 100, 50, 20, 10, 5, 3, 2])  # unbalanced: random sampling favours the big ones
+    x = torch.cat([c + torch.randn(int(k), 16, generator=gen) for c, k in zip(centres, sizes)])
+    label = torch.repeat_interleave(torch.arange(8), sizes)
+    found = []
+    for seed in range(3):
+        chosen = kmeans_subset(x, 8, torch.Generator().manual_seed(seed), iters=30)
+        assert len(set(chosen.tolist())) == 8
+        found.append(len(set(label[chosen].tolist())))
+    assert min(found) == 8  # k-means++ seeding finds even the clusters of 2 and 3 points
+    again = kmeans_subset(x, 8, torch.Generator().manual_seed(0), iters=30)
+    assert torch.equal(again, kmeans_subset(x, 8, torch.Generator().manual_seed(0), iters=30))
+    assert torch.equal(kmeans_subset(x, 390, gen).sort().values, torch.arange(390))  # count = n: every image once
+
+
+@pytest.mark.parametrize("method", ["krr_st", "boost"])
+def test_select_kmeans_runs(method: str, tiny_data, tiny_teacher) -> None:  # type: ignore[no-untyped-def]
+    """Both methods start from the coreset when asked (other images than the random draw); random refuses it."""
+    from ssdd_cli import api
+
+    sets = {sel: distill(tiny_data, tiny_teacher, tiny_distill_config(method, num_steps=0, select=sel), device=CPU)
+            for sel in ("uniform", "kmeans")}
+    with torch.no_grad():
+        first = {sel: res.synthetic.support()[0] for sel, res in sets.items()}
+    assert first["uniform"].shape == first["kmeans"].shape and not torch.allclose(first["uniform"], first["kmeans"])
+    if method == "krr_st":  # pixels: the coreset's images themselves, in the order of the centres
+        from ssdd_cli import augment
+        from ssdd_cli.methods.init import kmeans_subset
+        from ssdd_cli.rng import stream
+
+        reprs = api.teacher_representations(tiny_teacher, tiny_data)
+        idx = kmeans_subset(reprs, first["kmeans"].shape[0], stream(0, "init", "cpu"))
+        want = augment.normalize(augment.to_float(tiny_data.train_images[idx]), tiny_data.mean, tiny_data.std)
+        torch.testing.assert_close(first["kmeans"], want)
+    with pytest.raises(ConfigError, match="select applies to krr-st and boost"):
+        tiny_distill_config("random", select="kmeans")

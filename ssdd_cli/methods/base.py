@@ -94,11 +94,12 @@ class PixelMethod(DistillMethod):
         return SizePlan(BoostSize(m, 0, 0, 0, image_size), shapes, report)
 
     def pixels_of(self, ctx: InitContext, stream_name: str) -> SyntheticSet:
-        """``m`` random training images (drawn from the named seed stream) with their teacher targets."""
+        """``m`` training images (random, or a coreset: ``select``; named seed stream) with their teacher targets."""
         from .. import augment
         from ..rng import stream
-        from .init import init_pixels, real_subset
+        from .init import choose_images, init_pixels
 
-        chosen = real_subset(ctx.dataset.train_images, ctx.plan.size.num_images, stream(ctx.config.seed, stream_name, "cpu"))
+        chosen = choose_images(ctx.dataset.train_images, ctx.plan.size.num_images,
+                               stream(ctx.config.seed, stream_name, "cpu"), ctx.config.select, ctx.train_reprs)
         raw = augment.to_float(ctx.dataset.train_images[chosen]).to(ctx.device)
         return init_pixels(raw, ctx.teacher, ctx.config, ctx.dataset.mean, ctx.dataset.std)

@@ -54,12 +54,12 @@ class Boost(DistillMethod):
     def initialise(self, ctx: InitContext) -> tuple[SyntheticSet, dict[str, float]]:
         """PCA bases of the training images and representations; coefficients of ``m`` random images."""
         from ..rng import stream
-        from .init import init_bases, real_subset
+        from .init import choose_images, init_bases
 
         if ctx.train_reprs is None:
             raise ValueError("boost needs the teacher representations of the training images (train_reprs)")
         gen = stream(ctx.config.seed, "init", "cpu")
-        chosen = real_subset(ctx.dataset.train_images, ctx.plan.size.num_images, gen)
+        chosen = choose_images(ctx.dataset.train_images, ctx.plan.size.num_images, gen, ctx.config.select, ctx.train_reprs)
         return init_bases(ctx.dataset.train_images.to(ctx.device), ctx.train_reprs.to(ctx.device),
                           chosen.to(ctx.device), ctx.teacher, ctx.plan.size, ctx.config, ctx.dataset.mean,
                           ctx.dataset.std, gen)

@@ -26,6 +26,61 @@ def real_subset(images: torch.Tensor, count: int, gen: torch.Generator) -> torch
     return torch.randperm(images.shape[0], generator=gen)[:count]
 
 
+def _nearest(x: torch.Tensor, c: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    """Index of the nearest row of ``c`` for every row of ``x`` (squared Euclidean distance)."""
+    cc = (c * c).sum(1)
+    return torch.cat([(cc - 2 * xs @ c.T).argmin(1) for xs in x.split(chunk)])
+
+
+def kmeans_subset(reprs: torch.Tensor, count: int, gen: torch.Generator, iters: int = 20) -> torch.Tensor:
+    """Indices of ``count`` distinct training images, one per k-means cluster of their representations.
+
+    Lloyd's algorithm from a k-means++ seeding (an empty cluster keeps its centre), in the
+    representation space the students are trained to match; then, centre by centre, the nearest image not
+    taken yet. A coreset: the set covers the teacher's representation space instead of sampling its density.
+    """
+    n = reprs.shape[0]
+    if count > n:
+        raise ConfigError(f"asked for {count} images but the dataset has only {n}")
+    x = reprs.detach().float().cpu()
+    xx = (x * x).sum(1)
+    # k-means++ seeding: each new centre drawn with probability proportional to its squared distance
+    first = int(torch.randint(n, (1,), generator=gen))
+    picks = [first]
+    d2 = (xx - 2 * x @ x[first] + xx[first]).clamp_min(0)
+    for _ in range(count - 1):
+        nxt = int(torch.multinomial(d2, 1, generator=gen)) if float(d2.sum()) > 0 else int(torch.randint(n, (1,), generator=gen))
+        picks.append(nxt)
+        d2 = torch.minimum(d2, (xx - 2 * x @ x[nxt] + xx[nxt]).clamp_min(0))
+    centres = x[picks].clone()
+    for _ in range(iters):
+        assign = _nearest(x, centres)
+        counts = torch.bincount(assign, minlength=count)
+        sums = torch.zeros_like(centres).index_add_(0, assign, x)
+        filled = counts > 0
+        centres[filled] = sums[filled] / counts[filled, None]
+    taken = torch.zeros(n, dtype=torch.bool)
+    chosen = []
+    for start in range(0, count, 256):
+        block = centres[start : start + 256]
+        order = (xx[None, :] - 2 * block @ x.T).argsort(1)  # (b, n), nearest first
+        for row in order:
+            free = row[~taken[row]]
+            chosen.append(int(free[0]))
+            taken[free[0]] = True
+    return torch.tensor(chosen, dtype=torch.long)
+
+
+def choose_images(images: torch.Tensor, count: int, gen: torch.Generator, select: str,
+                  reprs: torch.Tensor | None) -> torch.Tensor:
+    """The ``count`` training images a set starts from: uniformly at random, or a k-means coreset of ``reprs``."""
+    if select == "kmeans":
+        if reprs is None:
+            raise ValueError("select=kmeans needs the teacher representations of the training images")
+        return kmeans_subset(reprs, count, gen)
+    return real_subset(images, count, gen)
+
+
 def view_targets(teacher: Teacher, raw: torch.Tensor, views: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """Teacher representations of each predefined view of raw images ``(m, C, H, W)`` in [0, 1]."""
     return {v: teacher.represent(augment.apply_view(raw, v)) for v in views}

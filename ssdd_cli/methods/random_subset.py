@@ -31,6 +31,8 @@ class RandomSubset(PixelMethod):
         super().validate(config)
         if config.raw_space:
             raise ConfigError("raw_space reproduces a KRR-ST quirk (Q2); it applies to --method krr-st only")
+        if config.select != "uniform":
+            raise ConfigError("the random baseline draws its images at random; select applies to krr-st and boost")
 
     def initialise(self, ctx: InitContext) -> tuple[SyntheticSet, dict[str, float]]:
         """``N`` random training images (stream ``random-subset``) and their teacher targets."""
