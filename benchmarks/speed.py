@@ -75,6 +75,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--pool-online-steps", type=int, default=20,
                     help="pool re-initialisation period during timing (the cpu preset uses 100; warm-up cost only)")
+    ap.add_argument("--pool-arch", default="convnet3_s",
+                    help="pool ConvNet of both methods (convnet3_s: every recorded figure; the cpu preset's KRR-ST "
+                         "now uses convnet3_m, Boost runs no outer steps)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", choices=["auto", "both", "fp32"], default="auto",
                     help="auto: fp32, plus bf16 where the hardware runs it fast; both: always time bf16 too")
@@ -110,7 +113,7 @@ def main() -> None:
                 # per-step figure is the difference of a 1-step run and a (steps+1)-step run divided by
                 # the steps (a 0-step run skips the pool warm-up, so it would not cancel it).
                 # Boost at the paper's sizing (m = N): the support every documented speed figure used.
-                base = dict(budget=args.budget, batch_size=args.batch_size, amp=amp, seed=rep,
+                base = dict(budget=args.budget, batch_size=args.batch_size, amp=amp, seed=rep, pool_arch=args.pool_arch,
                             pool_online_steps=args.pool_online_steps, **({"sizing": "paper"} if method == "boost" else {}))
                 warm = api.distill(data, teacher, distill_config(method, "cpu", 32, num_steps=1, **base), device=dev)
                 sync(dev)
@@ -118,7 +121,8 @@ def main() -> None:
                                    device=dev)
                 sync(dev)
                 per_step.append((full.seconds - warm.seconds) / args.steps)
-            rows.append({"what": f"{method} outer step", "amp": amp, "pairs": int(full.synthetic.support()[0].shape[0]),
+            rows.append({"what": f"{method} outer step", "amp": amp, "pool": full.meta.config["pool_arch"],
+                         "pairs": int(full.synthetic.support()[0].shape[0]),
                          "s_mean": statistics.fmean(per_step), "s_std": statistics.pstdev(per_step),
                          "setup_s": round(warm.seconds, 2)})
             print(json.dumps(rows[-1]), flush=True)
