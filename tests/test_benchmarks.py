@@ -99,3 +99,33 @@ def test_plot_draws_budget_curves_and_bars(tmp_path: Path) -> None:
     for name, rec in (("curves.png", curves), ("bars.png", bars)):
         quality.plot(rec, tmp_path / name)
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_coding_benchmark_runs_and_more_rank_codes_better(tmp_path: Path) -> None:
+    """benchmarks/coding.py end to end on shapes: a row per configuration that fits, PCA error falling with rank."""
+    import subprocess
+    import sys
+
+    from ssdd_cli import api
+    from ssdd_cli.models import create_model
+    from ssdd_cli.teacher import Teacher, save_teacher
+
+    data = api.load_dataset("shapes")
+    teacher = Teacher(create_model("convnet2_xs", image_size=data.image_size, seed=0), arch="convnet2_xs",
+                      image_size=data.image_size, mean=data.mean, std=data.std, meta={"dataset": data.name})
+    save_teacher(teacher, tmp_path / "t.safetensors")
+    out = tmp_path / "coding.json"
+    script = Path(__file__).parents[1] / "benchmarks" / "coding.py"
+    done = subprocess.run([sys.executable, str(script), "--dataset", "shapes", "--teacher", str(tmp_path / "t.safetensors"),
+                           "--budget", "100", "--repr-rank", "16", "--fit", "400", "--coded", "50", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert rows and "| basis side |" in done.stdout
+    by_side: dict[int, list] = {}
+    for r in rows:
+        assert 0 < r["pixel_err"] < 1 and -1 <= r["teacher_cos"] <= 1 and r["m"] >= 1
+        by_side.setdefault(r["side"], []).append((r["image_rank"], r["pixel_err"]))
+    for side, pairs in by_side.items():
+        errs = [e for _, e in sorted(pairs)]
+        assert errs == sorted(errs, reverse=True), (side, pairs)  # a larger rank never codes worse
