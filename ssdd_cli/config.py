@@ -151,6 +151,8 @@ class DistillConfig:
         _check(self.init in ("pca", "random"), "init", "pca or random", self.init)
         _check(self.targets_of in ("real", "decoded"), "targets_of", "real or decoded", self.targets_of)
         _check(self.select in ("uniform", "kmeans"), "select", "uniform or kmeans", self.select)
+        if self.targets_of == "decoded" and not self.bases:
+            raise ConfigError("targets_of=decoded targets the images the bases decode; it needs bases (--method boost)")
         method.validate(self)
 
 

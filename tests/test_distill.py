@@ -194,6 +194,9 @@ def test_targets_of_decoded(tiny_data, tiny_teacher) -> None:  # type: ignore[no
             # full representation rank (V = D): the decoded targets are exact; the real ones are not
             assert gap < 1e-4 if t == "decoded" else gap > 1e-2, (t, gap)
         torch.testing.assert_close(sets["real"].synthetic.support()[0], sets["decoded"].synthetic.support()[0])
+    for method, extra in (("krr_st", {}), ("boost", {"bases": False})):
+        with pytest.raises(ConfigError, match="targets_of=decoded .* needs bases"):
+            tiny_distill_config(method, targets_of="decoded", **extra)
 
 
 def test_kmeans_subset_covers_every_cluster() -> None:

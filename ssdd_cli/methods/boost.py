@@ -52,7 +52,7 @@ class Boost(DistillMethod):
         return SizePlan(size, shapes, report)
 
     def initialise(self, ctx: InitContext) -> tuple[SyntheticSet, dict[str, float]]:
-        """PCA bases of the training images and representations; coefficients of ``m`` random images."""
+        """PCA bases of the training images and representations; coefficients of ``m`` of them (``select``)."""
         from ..rng import stream
         from .init import choose_images, init_bases
 
