@@ -27,6 +27,7 @@ from ssdd_cli import __version__, api, augment
 from ssdd_cli.errors import ConfigError
 from ssdd_cli.methods.init import downsample_flat
 from ssdd_cli.methods.pca import pca
+from ssdd_cli.methods.synthetic import decode_flat
 from ssdd_cli.storage import auto_size
 
 #: (basis side, image rank) pairs; the preset's is (16, 100)
@@ -67,9 +68,7 @@ def main() -> None:
             continue  # these ranks leave no room for images at this budget
         mu, basis, _ = pca(lambda side=side: downsample_flat(fit, side, data.mean, data.std), rank, dim=c * side * side)
         small = next(downsample_flat(coded, side, data.mean, data.std, chunk=len(coded)))
-        x = (((small - mu) @ basis.T) @ basis + mu).view(-1, c, side, side)
-        if side != side_full:
-            x = F.interpolate(x, size=(side_full, side_full), mode="bilinear", align_corners=False)
+        x = decode_flat(((small - mu) @ basis.T) @ basis + mu, c, side_full)
         pixel_err = float(((x - original) ** 2).sum() / ((original - original.mean(0)) ** 2).sum())
         t_dec = teacher.represent(augment.denormalize(x, data.mean, data.std))
         rows.append({"side": side, "image_rank": rank, "m": size.num_images, "pixel_err": round(pixel_err, 4),

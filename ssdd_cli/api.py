@@ -327,7 +327,7 @@ def distill(dataset: ImageDataset, teacher: Teacher, config: DistillConfig, *, d
     teacher.to(device)
     reprs = views = None
     with distributed.main_first():  # under torchrun rank 0 fills the caches, the others read them
-        if get_method(config.method).needs_train_reprs or config.select == "kmeans":
+        if get_method(config.method).wants_train_reprs(config):
             reprs = teacher_representations(teacher, dataset, cache=cache, reporter=reporter)
         if config.teacher_cache and get_method(config.method).trains and config.num_steps > 0:
             views = teacher_view_cache(teacher, dataset, config.teacher_cache, cache=cache, reporter=reporter,

@@ -52,6 +52,10 @@ class DistillMethod:
     #: preset name (or ``<preset>@64px`` for 64-px sources) → DistillConfig values of this method
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
+    def wants_train_reprs(self, config: DistillConfig) -> bool:
+        """Whether ``config`` needs the teacher's representations of every training image (PCA, a coreset)."""
+        return self.needs_train_reprs or config.select == "kmeans"
+
     def validate(self, config: DistillConfig) -> None:
         """Refuse settings this method cannot honour (called when the config is built)."""
 

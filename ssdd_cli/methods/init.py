@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from ..storage import BoostSize
 from ..teacher import Teacher
 from .pca import pca
-from .synthetic import SyntheticSet
+from .synthetic import SyntheticSet, decode_flat
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,14 @@ def real_subset(images: torch.Tensor, count: int, gen: torch.Generator) -> torch
     return torch.randperm(images.shape[0], generator=gen)[:count]
 
 
+def _sq_dists(c: torch.Tensor, x: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances ``(k, n)`` from rows of ``c`` to rows of ``x`` (``xx``: their squared norms)."""
+    return ((c * c).sum(1, keepdim=True) - 2 * c @ x.T + xx).clamp_min(0)
+
+
 def _nearest(x: torch.Tensor, c: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-    """Index of the nearest row of ``c`` for every row of ``x`` (squared Euclidean distance)."""
-    cc = (c * c).sum(1)
-    return torch.cat([(cc - 2 * xs @ c.T).argmin(1) for xs in x.split(chunk)])
+    """Index of the nearest row of ``c`` for every row of ``x``."""
+    return torch.cat([_sq_dists(c, xs, (xs * xs).sum(1)).argmin(0) for xs in x.split(chunk)])
 
 
 def kmeans_subset(reprs: torch.Tensor, count: int, gen: torch.Generator, iters: int = 20) -> torch.Tensor:
@@ -47,11 +51,11 @@ def kmeans_subset(reprs: torch.Tensor, count: int, gen: torch.Generator, iters: 
     # k-means++ seeding: each new centre drawn with probability proportional to its squared distance
     first = int(torch.randint(n, (1,), generator=gen))
     picks = [first]
-    d2 = (xx - 2 * x @ x[first] + xx[first]).clamp_min(0)
+    d2 = _sq_dists(x[first : first + 1], x, xx)[0]
     for _ in range(count - 1):
         nxt = int(torch.multinomial(d2, 1, generator=gen)) if float(d2.sum()) > 0 else int(torch.randint(n, (1,), generator=gen))
         picks.append(nxt)
-        d2 = torch.minimum(d2, (xx - 2 * x @ x[nxt] + xx[nxt]).clamp_min(0))
+        d2 = torch.minimum(d2, _sq_dists(x[nxt : nxt + 1], x, xx)[0])
     centres = x[picks].clone()
     for _ in range(iters):
         assign = _nearest(x, centres)
@@ -62,8 +66,7 @@ def kmeans_subset(reprs: torch.Tensor, count: int, gen: torch.Generator, iters: 
     taken = torch.zeros(n, dtype=torch.bool)
     chosen = []
     for start in range(0, count, 256):
-        block = centres[start : start + 256]
-        order = (xx[None, :] - 2 * block @ x.T).argsort(1)  # (b, n), nearest first
+        order = _sq_dists(centres[start : start + 256], x, xx).argsort(1)  # (b, n), nearest first
         for row in order:
             free = row[~taken[row]]
             chosen.append(int(free[0]))
@@ -140,7 +143,6 @@ def init_bases(
     p, d = c * side * side, train_reprs.shape[1]
     raw = augment.to_float(train_images[chosen])
     small = next(downsample_flat(train_images[chosen], side, mean, std, chunk=len(chosen)))  # (m, P)
-    reps = view_targets(teacher, raw, config.views)
     if config.init == "random":
         mu_x = torch.zeros(p)
         b_x = torch.linalg.qr(torch.randn(p, u, generator=gen))[0].T.contiguous()
@@ -155,17 +157,17 @@ def init_bases(
         tot_y = float(train_reprs.var(0).sum())
         stats = {"image_explained": float(ev_x.sum()) / tot_x, "repr_explained": float(ev_y.sum()) / tot_y}
     c_x = (small - mu_x) @ b_x.T  # (m, U)
-    if config.targets_of == "decoded" and config.bases:
+    if config.targets_of == "decoded":  # bases only (config check)
         # The student sees the decoded images, not the real ones: give it the teacher's own output on exactly
         # those inputs (each view of the decoded image), and fit the representation bases to these targets.
-        decoded = (mu_x + c_x @ b_x).view(-1, c, side, side)
-        if side != s:
-            decoded = F.interpolate(decoded, size=(s, s), mode="bilinear", align_corners=False)
-        reps = view_targets(teacher, augment.denormalize(decoded, mean, std), config.views)
+        decoded = augment.denormalize(decode_flat(mu_x + c_x @ b_x, c, s), mean, std)
+        reps = view_targets(teacher, decoded, config.views)
         if config.init == "pca":
             stacked = torch.cat([reps[view] for view in config.views])
             mu_y, b_y, ev_y = pca(lambda: iter(stacked.split(8192)), v, dim=d)
             stats["repr_explained"] = float(ev_y.sum()) / float(stacked.var(0).sum())
+    else:
+        reps = view_targets(teacher, raw, config.views)
     coeffs = {view: (reps[view] - mu_y) @ b_y.T for view in config.views}  # (m, V) each
     synth = SyntheticSet(
         views=config.views, image_size=train_images.shape[-1], channels=c,

@@ -15,6 +15,8 @@ expanded is exactly what was distilled.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,6 +48,15 @@ class ApproxNet(nn.Sequential):
 
 def _key(view: str) -> str:
     return view.replace("+", "_plus_")
+
+
+def decode_flat(flat: torch.Tensor, channels: int, image_size: int) -> torch.Tensor:
+    """Images ``(m, C, H, W)`` from flat basis-side pixels ``(m, C·b·b)``: bilinear upsampling to ``image_size``."""
+    side = math.isqrt(flat.shape[1] // channels)
+    small = flat.reshape(-1, channels, side, side)
+    if side == image_size:
+        return small
+    return F.interpolate(small, size=(image_size, image_size), mode="bilinear", align_corners=False)
 
 
 class SyntheticSet(nn.Module):
@@ -128,11 +139,7 @@ class SyntheticSet(nn.Module):
         """Identity-view images ``(m, C, H, W)`` in the stored space (normalised by default)."""
         if not self.has_image_basis:
             return self.images  # type: ignore[return-value]
-        flat = self.image_mean + self.image_coeffs @ self.image_basis  # (m, P)
-        small = flat.view(-1, self.channels, self.basis_size, self.basis_size)
-        if self.basis_size == self.image_size:
-            return small
-        return F.interpolate(small, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        return decode_flat(self.image_mean + self.image_coeffs @ self.image_basis, self.channels, self.image_size)
 
     def identity_coeffs(self) -> torch.Tensor:
         """Identity-view target coefficients ``(m, c)`` (``c = V`` or ``D``)."""
