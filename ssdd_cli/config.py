@@ -101,6 +101,10 @@ class DistillConfig:
     approx_mode: str = setting("after", "after: fit the networks once distillation ends (paper); joint: fit at "
                                "initialisation and train them in the outer loop")
     init: str = setting("pca", "basis initialisation: pca or random")
+    orthonormalise_every: int = setting(0, "re-orthonormalise the image and representation bases by QR every K outer "
+                                           "steps, coefficients (and joint approximation networks) changed so that "
+                                           "every pair stays the same; 0 = never (paper: bases are free after the "
+                                           "PCA initialisation)")
     freeze_means: bool = setting(False, "keep the PCA means fixed")
     select: str = setting("uniform", "which real images initialise the set: uniform (at random, paper) or kmeans (the training "
                           "image nearest each of m k-means centroids of the teacher's representations, a coreset)")
@@ -141,6 +145,7 @@ class DistillConfig:
             ("basis_size", self.basis_size is None or self.basis_size >= 1, "≥ 1"),
             ("minutes", self.max_minutes is None or self.max_minutes > 0, "> 0"),
             ("teacher_cache", 0 <= self.teacher_cache <= 64, "in [0, 64]"),
+            ("orthonormalise_every", self.orthonormalise_every >= 0, "≥ 0"),
         ]
         for name, ok, rule in checks:
             _check(ok, name, rule, getattr(self, _FIELD_OF.get(name, name.replace("-", "_"))))
@@ -153,6 +158,8 @@ class DistillConfig:
         _check(self.select in ("uniform", "kmeans"), "select", "uniform or kmeans", self.select)
         if self.targets_of == "decoded" and not self.bases:
             raise ConfigError("targets_of=decoded targets the images the bases decode; it needs bases (--method boost)")
+        if self.orthonormalise_every and not self.bases:
+            raise ConfigError("orthonormalise_every re-orthonormalises bases; it needs bases (--method boost)")
         method.validate(self)
 
 

@@ -240,3 +240,21 @@ def test_select_kmeans_runs(method: str, tiny_data, tiny_teacher) -> None:  # ty
         torch.testing.assert_close(first["kmeans"], want)
     with pytest.raises(ConfigError, match="select applies to krr-st and boost"):
         tiny_distill_config("random", select="kmeans")
+
+
+def test_orthonormalise_every(tiny_data, tiny_teacher) -> None:  # type: ignore[no-untyped-def]
+    """orthonormalise_every=K: the bases leave the loop orthonormal; without it the outer steps bend them."""
+    kw = dict(num_steps=4, lr=3e-2, approx=False)
+    sets = {k: distill(tiny_data, tiny_teacher, tiny_distill_config("boost", orthonormalise_every=k, **kw), device=CPU)
+            for k in (0, 2)}
+    for k, res in sets.items():
+        for name in ("image_basis", "repr_basis"):
+            b = res.tensors[name].double()
+            off = float((b @ b.T - torch.eye(b.shape[0], dtype=torch.float64)).abs().max())
+            assert off < 1e-5 if k else off > 1e-3, (k, name, off)
+    assert sets[2].meta.fit["steps_done"] == 4
+    for method, extra in (("krr_st", {}), ("boost", {"bases": False})):
+        with pytest.raises(ConfigError, match="orthonormalise_every .* needs bases"):
+            tiny_distill_config(method, orthonormalise_every=2, **extra)
+    with pytest.raises(ConfigError, match="orthonormalise_every must be ≥ 0"):
+        tiny_distill_config("boost", orthonormalise_every=-1)

@@ -206,3 +206,71 @@ def test_rebuild_equals_support(views, basis_size: int) -> None:  # type: ignore
         synth.rebuild(views, out=(x1[:-1], y1))
     with pytest.raises(ValueError, match="out= must be"):
         synth.rebuild(views, out=(x1.double(), y1))
+
+
+def _double(s: SyntheticSet) -> SyntheticSet:
+    return s.double()
+
+
+@pytest.mark.parametrize("approx", [False, True])
+def test_orthonormalise_keeps_every_pair(approx: bool) -> None:
+    """QR re-orthonormalisation (method.md §6.2): orthonormal basis rows, the same support to float64 rounding."""
+    s = _double(basis_set(approx=approx))
+    with torch.no_grad():
+        xs0, ys0 = (t.clone() for t in s.support())
+        ref_x = s.image_mean + s.image_coeffs @ s.image_basis  # independent of the QR: the decoded flat images
+    changed = s.orthonormalise_()
+    eye = lambda n: torch.eye(n, dtype=torch.float64)  # noqa: E731
+    with torch.no_grad():
+        xs1, ys1 = s.support()
+        torch.testing.assert_close(s.image_basis @ s.image_basis.T, eye(U), rtol=0, atol=1e-12)
+        torch.testing.assert_close(s.repr_basis @ s.repr_basis.T, eye(V), rtol=0, atol=1e-12)
+        torch.testing.assert_close(s.image_mean + s.image_coeffs @ s.image_basis, ref_x, rtol=0, atol=1e-10)
+    torch.testing.assert_close(xs1, xs0, rtol=0, atol=1e-10)
+    torch.testing.assert_close(ys1, ys0, rtol=0, atol=1e-10)
+    # the span is kept, the random bases were far from orthonormal, so the coordinates did change
+    assert not torch.allclose(s.image_coeffs, basis_set(approx=approx).image_coeffs.double(), atol=1e-3)
+    names = {id(p): n for n, p in s.named_parameters()}
+    got = sorted(names[id(p)] for p in changed)
+    extra = ([f"approx.{k}.{n}" for k in ("hflip_plus_rot90", "rot90") for n in ("0.weight", "2.bias", "2.weight")]
+             if approx else ["view_coeffs.hflip_plus_rot90", "view_coeffs.rot90"])
+    assert got == sorted(["image_basis", "image_coeffs", "repr_basis", "repr_coeffs", *extra])
+
+
+def test_orthonormalise_leaves_an_orthonormal_basis_alone() -> None:
+    """Signs are fixed (diag R > 0): a second pass, or a PCA basis, is unchanged."""
+    s = _double(basis_set(approx=True))
+    s.orthonormalise_()
+    before = {n: p.detach().clone() for n, p in s.named_parameters()}
+    s.orthonormalise_()
+    for n, p in s.named_parameters():
+        torch.testing.assert_close(p.detach(), before[n], rtol=0, atol=1e-12, msg=n)
+
+
+def test_orthonormalise_refuses_a_rank_deficient_basis() -> None:
+    s = basis_set()
+    with torch.no_grad():
+        s.image_basis[1] = 2 * s.image_basis[0]
+    with pytest.raises(FloatingPointError, match="lost rank"):
+        s.orthonormalise_()
+
+
+def test_orthonormalisation_drops_the_moments_it_invalidates() -> None:
+    """Every K steps the bases are re-orthonormalised and AdamW forgets the moments of exactly what changed."""
+    from ssdd_cli.methods.distill import _with_orthonormalisation
+
+    s = basis_set()
+    opt = torch.optim.AdamW(s.parameters(), lr=1e-3)
+    xs, ys = s.support()
+    (xs.sum() + ys.sum()).backward()
+    opt.step()
+    assert len(opt.state) == len(list(s.parameters()))
+    calls: list[int] = []
+    after = _with_orthonormalisation(calls.append, s, opt, every=3)
+    after(0)
+    after(1)
+    assert len(opt.state) == len(list(s.parameters())) and calls == [0, 1]
+    after(2)
+    kept = {n for n, p in s.named_parameters() if p in opt.state}
+    assert kept == {"image_mean", "repr_mean"} and calls == [0, 1, 2]
+    torch.testing.assert_close(s.image_basis @ s.image_basis.T, torch.eye(U), rtol=0, atol=1e-5)

@@ -308,6 +308,8 @@ def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, co
         raise ConfigError(f"a real batch of {real.order.batch_size} images cannot be split over "
                           f"{distributed.world_size()} processes; raise --batch-size or start fewer processes")
     step, after = make_outer_step(synth, teacher, config, pool, real)
+    if config.orthonormalise_every:
+        after = _with_orthonormalisation(after, synth, opt, config.orthonormalise_every)
     start = None
     if resume is not None:
         resume.get_module("synth", synth)
@@ -345,6 +347,22 @@ def _outer_loop(synth: SyntheticSet, dataset: ImageDataset, teacher: Teacher, co
                  agree=distributed.any_flags if split else None)
     check_replicas(synth, pool)
     return result
+
+
+def _with_orthonormalisation(after: Callable[[int], None], synth: SyntheticSet, opt: torch.optim.Optimizer,
+                             every: int) -> Callable[[int], None]:
+    """``after`` preceded, every ``every`` steps, by QR re-orthonormalisation of the bases (method.md §6.2).
+
+    The pairs stay the same; the optimizer's moments of the tensors that changed are dropped (they
+    described coordinates that no longer exist), so AdamW starts those tensors afresh.
+    """
+    def wrapped(i: int) -> None:
+        if (i + 1) % every == 0:
+            for p in synth.orthonormalise_():
+                opt.state.pop(p, None)
+        after(i)
+
+    return wrapped
 
 
 def check_replicas(synth: SyntheticSet, pool: ModelPool) -> None:

@@ -59,6 +59,21 @@ def decode_flat(flat: torch.Tensor, channels: int, image_size: int) -> torch.Ten
     return F.interpolate(small, size=(image_size, image_size), mode="bilinear", align_corners=False)
 
 
+def _orthonormalise(basis: torch.Tensor) -> torch.Tensor:
+    """Replace the rows of ``basis (r, P)`` by an orthonormal basis of their span in place; return ``R (r, r)``.
+
+    ``basisᵀ = Q R`` (reduced QR in float64) with the signs chosen so that ``diag R > 0``; afterwards
+    ``basis = Qᵀ`` and the old basis is ``Rᵀ Qᵀ``, so coefficients ``C`` of the old basis are ``C Rᵀ`` of the new.
+    """
+    q, r = torch.linalg.qr(basis.double().T)
+    sign = torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(r)
+    q, r = q * sign, r * sign[:, None]
+    if bool((torch.diagonal(r).abs() <= 1e-12 * r.abs().max().clamp_min(1e-300)).any()):
+        raise FloatingPointError("a basis lost rank (its rows are linearly dependent); cannot re-orthonormalise it")
+    basis.copy_(q.T.to(basis.dtype))
+    return r
+
+
 class SyntheticSet(nn.Module):
     """Learnable distilled set (see module docstring)."""
 
@@ -227,6 +242,39 @@ class SyntheticSet(nn.Module):
             else:
                 self.decode_targets(self.coeffs(view), out=rows)
         return images, targets
+
+    # -- re-orthonormalisation -----------------------------------------------------------------
+    @torch.no_grad()
+    def orthonormalise_(self) -> list[nn.Parameter]:
+        """Make the rows of both bases orthonormal again, leaving every (image, target) pair unchanged.
+
+        With ``Bᵀ = QR`` (the signs fixed so that ``diag R > 0``: a basis that is already orthonormal
+        stays as it is), ``C B = (C Rᵀ) Qᵀ``, so the basis becomes ``Qᵀ`` and every coefficient matrix
+        of that basis is multiplied by ``Rᵀ``. For the representation basis that covers the identity
+        coefficients, every stored view's coefficients and the approximation networks (their input
+        and output are coefficients: first layer ``W₁R⁻¹``, last layer ``R W₂`` and ``R b₂``). The
+        arithmetic runs in float64. Returns the parameters whose values changed (an optimizer's moments
+        for them no longer apply).
+        """
+        changed: list[nn.Parameter] = []
+        if self.has_image_basis:
+            r = _orthonormalise(self.image_basis)
+            self.image_coeffs.copy_((self.image_coeffs.double() @ r.T).to(self.image_coeffs.dtype))
+            changed += [self.image_basis, self.image_coeffs]
+        if self.has_repr_basis:
+            r = _orthonormalise(self.repr_basis)
+            coeffs = [self.repr_coeffs, *self.view_coeffs.values()]
+            for c in coeffs:
+                c.copy_((c.double() @ r.T).to(c.dtype))
+            changed += [self.repr_basis, *coeffs]
+            for net in self.approx.values():
+                first, last = net[0], net[2]
+                first.weight.copy_(torch.linalg.solve_triangular(r, first.weight.double(), upper=True, left=False)
+                                   .to(first.weight.dtype))
+                last.weight.copy_((r @ last.weight.double()).to(last.weight.dtype))
+                last.bias.copy_((r @ last.bias.double()).to(last.bias.dtype))
+                changed += [first.weight, last.weight, last.bias]
+        return changed
 
     # -- storage ------------------------------------------------------------------------------
     def stored_tensors(self) -> dict[str, torch.Tensor]:
