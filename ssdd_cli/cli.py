@@ -318,6 +318,10 @@ def _render_distill(result: Any, output: Path, json_out: bool) -> None:
                   "(targets) from its initialisation", highlight=False)
     else:
         out.print(f"wrote {output} (0 steps)", highlight=False)
+    init = fit.get("init", {})
+    if "image_fit_error_after" in init:
+        out.print(f"  image fit: the teacher's relative error on the pairs {init['image_fit_error_before']:.3f} → "
+                  f"{init['image_fit_error_after']:.3f}", highlight=False)
     for view, rel in fit["approx"].items():
         out.print(f"  approximation network {view}: relative error {rel['relative_error']:.3f} (1.0 = predicting no shift)")
 

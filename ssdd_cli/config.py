@@ -111,6 +111,9 @@ class DistillConfig:
     targets_of: str = setting("real", "boost initial targets: the teacher's representations of the real images "
                               "(real, paper) or of the images the bases decode, view by view (decoded: every pair "
                               "is one the teacher itself produces)")
+    image_fit_steps: int = setting(0, "boost: after the initialisation, Adam steps (at lr) fitting the image coding so "
+                                      "that the teacher's representation of every decoded (viewed) image matches the "
+                                      "target it is paired with; targets unchanged (0 = off, the paper)")
     aug_in_krr: bool = setting(True, "every view enters the KRR support set (else identity only)")
     amp: bool | None = setting(False, "bf16 autocast of the pool ConvNets; none = only where bf16 is fast")
     teacher_cache: int = setting(0, "K fixed crop+flip views of every real image whose teacher representations are "
@@ -146,6 +149,7 @@ class DistillConfig:
             ("minutes", self.max_minutes is None or self.max_minutes > 0, "> 0"),
             ("teacher_cache", 0 <= self.teacher_cache <= 64, "in [0, 64]"),
             ("orthonormalise_every", self.orthonormalise_every >= 0, "≥ 0"),
+            ("image_fit_steps", self.image_fit_steps >= 0, "≥ 0"),
         ]
         for name, ok, rule in checks:
             _check(ok, name, rule, getattr(self, _FIELD_OF.get(name, name.replace("-", "_"))))
@@ -158,6 +162,8 @@ class DistillConfig:
         _check(self.select in ("uniform", "kmeans"), "select", "uniform or kmeans", self.select)
         if self.targets_of == "decoded" and not self.bases:
             raise ConfigError("targets_of=decoded targets the images the bases decode; it needs bases (--method boost)")
+        if self.image_fit_steps and not self.bases:
+            raise ConfigError("image_fit_steps fits the image bases and coefficients; it needs bases (--method boost)")
         if self.orthonormalise_every and not self.bases:
             raise ConfigError("orthonormalise_every re-orthonormalises bases; it needs bases (--method boost)")
         method.validate(self)

@@ -258,3 +258,28 @@ def test_orthonormalise_every(tiny_data, tiny_teacher) -> None:  # type: ignore[
             tiny_distill_config(method, orthonormalise_every=2, **extra)
     with pytest.raises(ConfigError, match="orthonormalise_every must be ≥ 0"):
         tiny_distill_config("boost", orthonormalise_every=-1)
+
+
+def test_image_fit_steps(tiny_data, tiny_teacher) -> None:  # type: ignore[no-untyped-def]
+    """image_fit_steps: the images move so that the teacher maps them closer to their (unchanged) targets."""
+    from ssdd_cli import augment
+
+    kw = dict(num_steps=0, approx=False, lr=1e-2)
+    sets = {k: distill(tiny_data, tiny_teacher, tiny_distill_config("boost", image_fit_steps=k, **kw), device=CPU)
+            for k in (0, 30)}
+    gaps = {}
+    with torch.no_grad():
+        for k, res in sets.items():
+            xs, ys = res.synthetic.support()
+            own = tiny_teacher.represent(augment.denormalize(xs, tiny_data.mean, tiny_data.std))
+            gaps[k] = float((own - ys).norm() / ys.norm())
+        torch.testing.assert_close(sets[30].synthetic.support()[1], sets[0].synthetic.support()[1])
+        assert not torch.allclose(sets[30].synthetic.support()[0], sets[0].synthetic.support()[0])
+    init = sets[30].meta.fit["init"]
+    assert gaps[30] < 0.8 * gaps[0], gaps
+    assert init["image_fit_error_before"] == pytest.approx(gaps[0], rel=1e-3)
+    assert init["image_fit_error_after"] == pytest.approx(gaps[30], rel=1e-3)
+    assert sets[30].meta.storage == sets[0].meta.storage
+    for method, extra in (("krr_st", {}), ("boost", {"bases": False})):
+        with pytest.raises(ConfigError, match="image_fit_steps .* needs bases"):
+            tiny_distill_config(method, image_fit_steps=5, **extra)

@@ -54,15 +54,20 @@ class Boost(DistillMethod):
     def initialise(self, ctx: InitContext) -> tuple[SyntheticSet, dict[str, float]]:
         """PCA bases of the training images and representations; coefficients of ``m`` of them (``select``)."""
         from ..rng import stream
-        from .init import choose_images, init_bases
+        from .init import choose_images, fit_images_to_targets, init_bases
 
         if ctx.train_reprs is None:
             raise ValueError("boost needs the teacher representations of the training images (train_reprs)")
         gen = stream(ctx.config.seed, "init", "cpu")
         chosen = choose_images(ctx.dataset.train_images, ctx.plan.size.num_images, gen, ctx.config.select, ctx.train_reprs)
-        return init_bases(ctx.dataset.train_images.to(ctx.device), ctx.train_reprs.to(ctx.device),
-                          chosen.to(ctx.device), ctx.teacher, ctx.plan.size, ctx.config, ctx.dataset.mean,
-                          ctx.dataset.std, gen)
+        synth, stats = init_bases(ctx.dataset.train_images.to(ctx.device), ctx.train_reprs.to(ctx.device),
+                                  chosen.to(ctx.device), ctx.teacher, ctx.plan.size, ctx.config, ctx.dataset.mean,
+                                  ctx.dataset.std, gen)
+        if ctx.config.image_fit_steps:
+            synth.to(ctx.device)
+            stats.update(fit_images_to_targets(synth, ctx.teacher, ctx.config, stream(ctx.config.seed, "image-fit", "cpu"),
+                                               ctx.reporter))
+        return synth, stats
 
     @staticmethod
     def _networks(synth: SyntheticSet, config: DistillConfig) -> bool:

@@ -10,7 +10,11 @@ import torch.nn.functional as F
 
 from .. import augment
 from ..config import DistillConfig
+from ..device import autocast
+from ..engine import fit, make_optimizer
 from ..errors import ConfigError
+from ..models.fold import folded_copy
+from ..reporting import NullReporter, ProgressReporter
 from ..storage import BoostSize
 from ..teacher import Teacher
 from .pca import pca
@@ -179,3 +183,41 @@ def init_bases(
         basis_size=side, freeze_means=config.freeze_means,
     )
     return synth, stats
+
+
+def fit_images_to_targets(synth: SyntheticSet, teacher: Teacher, config: DistillConfig, gen: torch.Generator,
+                          reporter: ProgressReporter | None = None, batch_size: int = 256) -> dict[str, float]:
+    """Fit the image coding (bases, coefficients, mean) so the teacher maps every decoded pair to its target.
+
+    ``config.image_fit_steps`` Adam steps at ``config.lr`` on the mean squared error between the teacher's
+    representation of a decoded (viewed) image and the target it is paired with, over batches of
+    ``batch_size`` pairs drawn from every view (``gen``). The targets do not move; the images do, within
+    the span the bases can reach. Returns the teacher's relative error over all pairs before and after.
+    """
+    net = folded_copy(teacher.model).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        targets = synth.support()[1]
+
+    def error() -> float:
+        with torch.no_grad():
+            xs = synth.support()[0]
+            got = torch.cat([_represent(net, x, config.amp) for x in xs.split(1024)])
+            return float((got - targets).norm() / targets.norm().clamp_min(1e-12))
+
+    def step(_: int) -> torch.Tensor:
+        idx = torch.randperm(targets.shape[0], generator=gen)[:batch_size].to(targets.device)
+        xs = synth.support()[0][idx]
+        return ((_represent(net, xs, config.amp) - targets[idx]) ** 2).sum(1).mean()
+
+    params = [p for p in (synth.image_basis, synth.image_coeffs, synth.image_mean) if p.requires_grad]
+    before = error()
+    fit(step, make_optimizer("adam", params, config.lr), config.image_fit_steps, reporter=reporter or NullReporter(),
+        name="image fit", log_every=10)
+    return {"image_fit_error_before": before, "image_fit_error_after": error()}
+
+
+def _represent(net: torch.nn.Module, x: torch.Tensor, amp: bool | None) -> torch.Tensor:
+    with autocast(x.device, amp):
+        return net(x.contiguous(memory_format=torch.channels_last)).float()
