@@ -160,12 +160,11 @@ class DistillConfig:
         _check(self.init in ("pca", "random"), "init", "pca or random", self.init)
         _check(self.targets_of in ("real", "decoded"), "targets_of", "real or decoded", self.targets_of)
         _check(self.select in ("uniform", "kmeans"), "select", "uniform or kmeans", self.select)
-        if self.targets_of == "decoded" and not self.bases:
-            raise ConfigError("targets_of=decoded targets the images the bases decode; it needs bases (--method boost)")
-        if self.image_fit_steps and not self.bases:
-            raise ConfigError("image_fit_steps fits the image bases and coefficients; it needs bases (--method boost)")
-        if self.orthonormalise_every and not self.bases:
-            raise ConfigError("orthonormalise_every re-orthonormalises bases; it needs bases (--method boost)")
+        for on, what in ((self.targets_of == "decoded", "targets_of=decoded targets the images the bases decode"),
+                         (self.image_fit_steps, "image_fit_steps fits the image bases and coefficients"),
+                         (self.orthonormalise_every, "orthonormalise_every re-orthonormalises bases")):
+            if on and not self.bases:
+                raise ConfigError(f"{what}; it needs bases (--method boost)")
         method.validate(self)
 
 

@@ -10,10 +10,8 @@ import torch.nn.functional as F
 
 from .. import augment
 from ..config import DistillConfig
-from ..device import autocast
 from ..engine import fit, make_optimizer
 from ..errors import ConfigError
-from ..models.fold import folded_copy
 from ..reporting import NullReporter, ProgressReporter
 from ..storage import BoostSize
 from ..teacher import Teacher
@@ -194,30 +192,24 @@ def fit_images_to_targets(synth: SyntheticSet, teacher: Teacher, config: Distill
     ``batch_size`` pairs drawn from every view (``gen``). The targets do not move; the images do, within
     the span the bases can reach. Returns the teacher's relative error over all pairs before and after.
     """
-    net = folded_copy(teacher.model).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
     with torch.no_grad():
-        targets = synth.support()[1]
+        targets = synth.support()[1]  # view-major: pair a·m + i is view a of image i
+    m = synth.num_images
 
     def error() -> float:
         with torch.no_grad():
-            xs = synth.support()[0]
-            got = torch.cat([_represent(net, x, config.amp) for x in xs.split(1024)])
+            got = torch.cat([teacher.represent_normalized(x, config.amp) for x in synth.support()[0].split(1024)])
             return float((got - targets).norm() / targets.norm().clamp_min(1e-12))
 
     def step(_: int) -> torch.Tensor:
         idx = torch.randperm(targets.shape[0], generator=gen)[:batch_size].to(targets.device)
-        xs = synth.support()[0][idx]
-        return ((_represent(net, xs, config.amp) - targets[idx]) ** 2).sum(1).mean()
+        base = synth.decode_images()  # the m identity images; only the drawn pairs are viewed
+        groups = [idx[idx // m == a] for a in range(len(synth.views))]
+        xs = torch.cat([augment.apply_view(base[g % m], view) for g, view in zip(groups, synth.views, strict=True)])
+        return ((teacher.differentiable(xs, config.amp) - targets[torch.cat(groups)]) ** 2).sum(1).mean()
 
     params = [p for p in (synth.image_basis, synth.image_coeffs, synth.image_mean) if p.requires_grad]
     before = error()
     fit(step, make_optimizer("adam", params, config.lr), config.image_fit_steps, reporter=reporter or NullReporter(),
         name="image fit", log_every=10)
     return {"image_fit_error_before": before, "image_fit_error_after": error()}
-
-
-def _represent(net: torch.nn.Module, x: torch.Tensor, amp: bool | None) -> torch.Tensor:
-    with autocast(x.device, amp):
-        return net(x.contiguous(memory_format=torch.channels_last)).float()

@@ -64,14 +64,18 @@ class Teacher:
 
     @torch.no_grad()
     def represent_normalized(self, x: torch.Tensor, amp: bool | None = False) -> torch.Tensor:
-        """Representations ``(B, D)`` float32 of already-normalised images.
+        """Representations ``(B, D)`` float32 of already-normalised images (no gradients)."""
+        return self.differentiable(x, amp)
+
+    def differentiable(self, x: torch.Tensor, amp: bool | None = False) -> torch.Tensor:
+        """:meth:`represent_normalized` with gradients to the images ``x`` (the teacher's weights stay frozen).
 
         Computed by a copy of the encoder with each BatchNorm folded into its convolution (the same
         function up to float rounding, one pass over the activations fewer per block), built on first use:
         the teacher is frozen, so its weights must not change afterwards (``to`` rebuilds it).
         """
         if self._folded is None:
-            self._folded = folded_copy(self.model)
+            self._folded = folded_copy(self.model).requires_grad_(False)
         with autocast(x.device, amp):
             return self._folded(x.contiguous(memory_format=torch.channels_last)).float()
 
