@@ -31,13 +31,15 @@ import json
 import platform
 import statistics
 import time
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
 from ssdd_cli import __version__, api
-from ssdd_cli.config import distill_config, eval_config, parse_assignments
+from ssdd_cli.config import DistillConfig, distill_config, eval_config, parse_assignments
 from ssdd_cli.device import bf16_is_fast
+from ssdd_cli.errors import ConfigError
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -55,18 +57,46 @@ REFERENCE_ROWS = ("floor", "teacher_probe")
 
 
 def run_key(record: dict, run: dict) -> str:
-    """What a measured row depends on, as a string: rows with equal keys measure the same thing."""
-    params, method = record["params"], run["method"]
+    """What a measured row depends on, as a string: rows with equal keys measure the same thing.
+
+    A distilled row is keyed by its resolved distillation settings (the preset's values with every
+    override applied), so a row measured with ``--boost-set K=V`` matches a later preset that ships ``K=V``,
+    and a row of an earlier preset never passes for one of today's.
+    """
+    params = record["params"]
+    method = run["method"]
     wanted = {**COMMON, **PER_METHOD[method]}
     if method in REFERENCE_ROWS:  # no pretraining on a set
         del wanted["epochs"]
     key = {k: params.get(k, default) for k, default in wanted.items()}
-    for k in ("krr_set", "boost_set"):
-        if k in key:
-            key[k] = sorted(key[k])
+    if method in SETTINGS_KEYED:
+        key = {k: v for k, v in key.items() if k in COMMON}
+        key["settings"] = {**SETTING_DEFAULTS, **(run.get("settings") or settings_of(record, run))}
+        key["settings"].pop("seed", None)
     key.update(teacher=record["teacher"]["sha256"], method=method, seed=run["seed"], budget=run["budget"],
                set=run.get("set", {}))
-    return json.dumps(key, sort_keys=True)
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+SETTINGS_KEYED = ("krr_st", "boost")
+SETTING_DEFAULTS = {f.name: f.default for f in fields(DistillConfig)}
+# Rows of records written before each run stored its resolved settings were measured with today's cpu
+# preset except for these values (the preset's Boost fits the image coding since December 2026).
+LEGACY_PRESET: dict[str, dict[str, object]] = {"boost": {"image_fit_steps": 0}, "krr_st": {}}
+
+
+def settings_of(record: dict, run: dict) -> dict:
+    """The distillation settings a row of ``record`` ran with, resolved as :func:`main` resolves them."""
+    params = {**COMMON, **PER_METHOD[run["method"]], **record["params"]}
+    method = run["method"]
+    steps = params["krr_steps"] if method == "krr_st" else params["boost_steps"]
+    amp = {"auto": None, "fp32": False, "bf16": True}[params["precision"]]
+    legacy = {} if "image_size" in record else LEGACY_PRESET[method]
+    cfg = distill_config(method, "cpu", record.get("image_size", 32), budget=run["budget"], num_steps=steps, amp=amp,
+                         teacher_cache=params["teacher_cache"] if steps else None,
+                         **{**legacy, **parse_assignments(params["krr_set" if method == "krr_st" else "boost_set"]),
+                            **run.get("set", {})})
+    return json.loads(json.dumps(asdict(cfg), default=str))
 
 
 def reusable_runs(paths: list[str], fingerprint: str) -> dict[str, dict]:
@@ -86,7 +116,11 @@ def reusable_runs(paths: list[str], fingerprint: str) -> dict[str, dict]:
             continue
         refs = [{"method": k, "seed": 0, "budget": 0, "accuracy": rec[k]} for k in REFERENCE_ROWS if k in rec]
         for run in [*rec.get("runs", []), *refs]:
-            found.setdefault(run_key(rec, run), {**run, "reused_from": str(path)})
+            try:
+                key = run_key(rec, run)
+            except ConfigError:  # a setting today's ssdd no longer has: not the same measurement
+                continue
+            found.setdefault(key, {**run, "reused_from": str(path)})
     return found
 
 
@@ -206,6 +240,8 @@ def main() -> None:
                     help="take rows already measured under the same protocol from this record (repeatable)")
     ap.add_argument("--out", default=None,
                     help="JSON record [default: benchmarks/results/quality.json, budgets.json or ablation.json]")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="list the rows, which earlier record (--reuse) holds each and which would be measured; run nothing")
     ap.add_argument("--show", default=None, metavar="FILE", help="print the Markdown table of a saved record and exit")
     ap.add_argument("--plot", default=None, metavar="PNG",
                     help="also draw the table: accuracy against N with --budgets, else one bar per row (needs matplotlib)")
@@ -238,7 +274,7 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "bf16_fast": bf16_is_fast(dev),
         "torch": torch.__version__, "ssdd": __version__, "teacher": teacher.describe(),
-        "data_fingerprint": data.fingerprint(), "params": vars(args), "runs": [],
+        "data_fingerprint": data.fingerprint(), "image_size": data.image_size, "params": vars(args), "runs": [],
     }
 
     def save() -> None:
@@ -246,11 +282,35 @@ def main() -> None:
 
     t0 = time.perf_counter()
     earlier = reusable_runs(args.reuse, record["data_fingerprint"])
+    extra = {"boost": parse_assignments(args.boost_set), "krr_st": parse_assignments(args.krr_set)}
+
+    def config_of(spec: dict, seed: int) -> DistillConfig:
+        method = spec["method"]
+        steps = {"krr_st": args.krr_steps, "boost": args.boost_steps}.get(method)  # random: no outer loop
+        return distill_config(method, "cpu", data.image_size, budget=spec["budget"], num_steps=steps, seed=seed,
+                              amp=amp, teacher_cache=args.teacher_cache if steps else None,
+                              **{**extra.get(method, {}), **spec.get("set", {})})
+
+    def planned_settings(spec: dict, seed: int) -> dict:
+        return json.loads(json.dumps(asdict(config_of(spec, seed)), default=str))
 
     def reference(name: str, measure) -> float:  # type: ignore[no-untyped-def]
         done = earlier.get(run_key(record, {"method": name, "seed": 0, "budget": 0}))
         return done["accuracy"] if done is not None else measure()
 
+    if args.dry_run:  # which rows an earlier record already holds, and which would be measured
+        for name in REFERENCE_ROWS:
+            done = earlier.get(run_key(record, {"method": name, "seed": 0, "budget": 0}))
+            print(f"{name:24s} " + (f"{done['accuracy']:.2f} from {done['reused_from']}" if done else "to measure"))
+        for seed in range(args.seed_offset, args.seed_offset + args.seeds):
+            for spec in rows_spec:
+                info = {"seed": seed, "method": spec["method"], "budget": spec["budget"], "set": spec.get("set", {})}
+                if spec["method"] in SETTINGS_KEYED:
+                    info["settings"] = planned_settings(spec, seed)
+                done = earlier.get(run_key(record, info))
+                where = f"{done['accuracy']:.2f} from {done['reused_from']}" if done else "to measure"
+                print(f"{spec['row'] + f' seed {seed}':24s} {where}")
+        return
     floor = reference("floor", lambda: api.evaluate_pairs(
         torch.zeros(1, 3, data.image_size, data.image_size), torch.zeros(1, teacher.repr_dim), data,
         eval_config("cpu", archs=(args.arch,), pretrain_epochs=0, probe_steps=args.probe_steps, amp=amp),
@@ -259,7 +319,6 @@ def main() -> None:
     record["teacher_probe"] = reference("teacher_probe", lambda: api.teacher_probe_accuracy(teacher, data, ecfg, device=dev))
     print(f"floor (no pretraining) {floor:.2f}  teacher probe {record['teacher_probe']:.2f}", flush=True)
     save()
-    extra = {"boost": parse_assignments(args.boost_set), "krr_st": parse_assignments(args.krr_set)}
     for seed in range(args.seed_offset, args.seed_offset + args.seeds):
         for spec in rows_spec:
             t1 = time.perf_counter()
@@ -267,14 +326,13 @@ def main() -> None:
             info: dict = {"seed": seed, "method": method, "row": spec["row"], "budget": spec["budget"]}
             if spec.get("set"):
                 info["set"] = spec["set"]
+            cfg = config_of(spec, seed)
+            if method in SETTINGS_KEYED:
+                info["settings"] = planned_settings(spec, seed)
             done = earlier.get(run_key(record, info))
             if done is not None:
-                info = {**done, "row": spec["row"]}
+                info = {**done, **{k: info[k] for k in ("row", "settings") if k in info}}
             else:
-                steps = {"krr_st": args.krr_steps, "boost": args.boost_steps}.get(method)  # random: no outer loop
-                cfg = distill_config(method, "cpu", data.image_size, budget=spec["budget"], num_steps=steps, seed=seed,
-                                     amp=amp, teacher_cache=args.teacher_cache if steps else None,
-                                     **{**extra.get(method, {}), **spec.get("set", {})})
                 res = api.distill(data, teacher, cfg, device=dev)
                 with torch.no_grad():
                     xs, ys = res.synthetic.support()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ def run(method: str, seed: int = 0, budget: int = 100, **extra) -> dict:  # type
 
 
 def test_run_key_depends_only_on_what_decides_the_row() -> None:
-    a, b = record(), record(boost_steps=500, krr_set=["lr_images=0.01"], seeds=7, out="x.json")
+    a, b = record(), record(boost_steps=500, krr_set=["lr=0.03"], seeds=7, out="x.json")
     assert quality.run_key(a, run("random")) == quality.run_key(b, run("random"))  # neither setting touches Random
     assert quality.run_key(a, run("boost")) != quality.run_key(b, run("boost"))
     assert quality.run_key(a, run("krr_st")) != quality.run_key(b, run("krr_st"))
@@ -38,6 +39,29 @@ def test_run_key_depends_only_on_what_decides_the_row() -> None:
     old = record()
     del old["params"]["precision"], old["params"]["boost_set"]
     assert quality.run_key(old, run("boost")) == quality.run_key(a, run("boost"))
+
+
+def test_run_key_compares_resolved_settings_not_the_preset_name() -> None:
+    """A row is keyed by what it ran with: an override equal to today's preset value is today's preset."""
+    boost = quality.distill_config("boost", "cpu", 32, budget=100)
+    legacy_preset, legacy_fit = record(), record(boost_set=[f"image_fit_steps={boost.image_fit_steps}"])
+    today = {**record(), "image_size": 32}
+    planned = run("boost", settings=json.loads(json.dumps(asdict(boost), default=str)))
+    assert boost.image_fit_steps > 0  # the preset fits the image coding
+    assert quality.run_key(legacy_fit, run("boost")) == quality.run_key(today, run("boost"))
+    assert quality.run_key(legacy_fit, run("boost")) == quality.run_key(today, planned)
+    assert quality.run_key(legacy_preset, run("boost")) != quality.run_key(today, planned)  # an earlier preset
+    stored = {k: v for k, v in planned["settings"].items() if k != "image_fit_steps"}  # a setting added later
+    assert quality.run_key(today, run("boost", settings={**stored, "seed": 9})) == \
+        quality.run_key(legacy_preset, run("boost"))  # missing settings take their default; the seed is the run's
+
+
+def test_reuse_skips_rows_whose_settings_no_longer_exist(tmp_path: Path) -> None:
+    rec = {**record(krr_set=["no_such_setting=1"]), "runs": [run("krr_st", accuracy=41.0), run("random", accuracy=40.0)]}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(rec))
+    found = quality.reusable_runs([str(path)], "d" * 64)
+    assert [r["method"] for r in found.values()] == ["random"]
 
 
 def test_reuse_skips_records_of_other_training_images(tmp_path: Path) -> None:

@@ -33,7 +33,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
         res = invoke("teacher", "shapes", *TINY_TEACHER, "-o", "t.safetensors")
         ok(res)
         assert res.stdout.strip() == "t.safetensors"
-        res = invoke("distill", "shapes", "--teacher", "t.safetensors", *TINY_DISTILL, "-o", "b.safetensors")
+        res = invoke("distill", "shapes", "--teacher", "t.safetensors", *TINY_DISTILL, "--set", "image_fit_steps=5",
+                     "-o", "b.safetensors")
         ok(res)
         assert "wrote b.safetensors" in res.stdout and "support moved" in " ".join(res.stdout.split())
         assert "storage" in res.stderr  # the planned storage table goes to stderr

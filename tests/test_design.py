@@ -45,11 +45,12 @@ def test_cli_and_api_write_the_same_bundle(tiny_teacher_path: Path, tmp_path: Pa
     res = CliRunner().invoke(app, ["distill", "shapes", "--teacher", str(tiny_teacher_path), "--preset", "cpu",
                                    "--steps", "2", "--budget", "8", "--batch-size", "16", "--image-size", "16",
                                    "--set", "pool_arch=convnet2_xs", "--set", "pool_size=2", "--set",
-                                   "pool_online_steps=2", "--set", "approx_steps=20", "--device", "cpu", "-o", "cli.safetensors"])
+                                   "pool_online_steps=2", "--set", "approx_steps=20", "--set", "image_fit_steps=5", "--device", "cpu",
+                                   "-o", "cli.safetensors"])
     assert res.exit_code == 0, res.stderr
     api.distill_to_file("shapes", "api.safetensors", preset="cpu", teacher=tiny_teacher_path,
                         settings=dict(num_steps=2, budget=8, batch_size=16, pool_arch="convnet2_xs", pool_size=2,
-                                      pool_online_steps=2, approx_steps=20),
+                                      pool_online_steps=2, approx_steps=20, image_fit_steps=5),
                         data=api.DataOptions(image_size=16), device="cpu")
     a, b = load_bundle("cli.safetensors"), load_bundle("api.safetensors")
     assert sorted(a.tensors) == sorted(b.tensors) and all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)
