@@ -73,6 +73,9 @@ def run_key(record: dict, run: dict) -> str:
         key = {k: v for k, v in key.items() if k in COMMON}
         key["settings"] = {**SETTING_DEFAULTS, **(run.get("settings") or settings_of(record, run))}
         key["settings"].pop("seed", None)
+        settings = key["settings"]
+        if not (settings["image_fit_steps"] and settings["approx"] and len(settings["views"]) > 1):
+            settings.pop("image_fit_targets")  # what the fit aims at matters only where networks serve views
     key.update(teacher=record["teacher"]["sha256"], method=method, seed=run["seed"], budget=run["budget"],
                set=run.get("set", {}))
     return json.dumps(key, sort_keys=True, default=str)
@@ -81,8 +84,10 @@ def run_key(record: dict, run: dict) -> str:
 SETTINGS_KEYED = ("krr_st", "boost")
 SETTING_DEFAULTS = {f.name: f.default for f in fields(DistillConfig)}
 # Rows of records written before each run stored its resolved settings were measured with today's cpu
-# preset except for these values (the preset's Boost fits the image coding since December 2026).
-LEGACY_PRESET: dict[str, dict[str, object]] = {"boost": {"image_fit_steps": 0}, "krr_st": {}}
+# preset except for these values (the preset's Boost fits the image coding since December 2026, and aims
+# the fit at the targets the set stores since a few days later).
+LEGACY_PRESET: dict[str, dict[str, object]] = {"boost": {"image_fit_steps": 0, "image_fit_targets": "exact"},
+                                               "krr_st": {}}
 
 
 def settings_of(record: dict, run: dict) -> dict:

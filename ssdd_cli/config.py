@@ -114,6 +114,11 @@ class DistillConfig:
     image_fit_steps: int = setting(0, "boost: after the initialisation, Adam steps (at lr) fitting the image coding so "
                                       "that the teacher's representation of every decoded (viewed) image matches the "
                                       "target it is paired with; targets unchanged (0 = off, the paper)")
+    image_fit_targets: str = setting("exact", "boost: what the image fit aims at for the non-identity views: exact (the "
+                                     "teacher's representation of that view of the real image) or stored (what the "
+                                     "set delivers: the approximation networks' predictions, the networks then fitted "
+                                     "before the image fit and part of the set from the start, as with "
+                                     "approx_mode=joint)")
     aug_in_krr: bool = setting(True, "every view enters the KRR support set (else identity only)")
     amp: bool | None = setting(False, "bf16 autocast of the pool ConvNets; none = only where bf16 is fast")
     teacher_cache: int = setting(0, "K fixed crop+flip views of every real image whose teacher representations are "
@@ -154,6 +159,8 @@ class DistillConfig:
         for name, ok, rule in checks:
             _check(ok, name, rule, getattr(self, _FIELD_OF.get(name, name.replace("-", "_"))))
         _check(self.approx_mode in ("after", "joint"), "approx_mode", "after or joint", self.approx_mode)
+        _check(self.image_fit_targets in ("exact", "stored"), "image_fit_targets", "exact or stored",
+               self.image_fit_targets)
         from .storage import SIZINGS
 
         _check(self.sizing in SIZINGS, "sizing", " or ".join(SIZINGS), self.sizing)

@@ -56,6 +56,20 @@ def test_run_key_compares_resolved_settings_not_the_preset_name() -> None:
         quality.run_key(legacy_preset, run("boost"))  # missing settings take their default; the seed is the run's
 
 
+def test_run_key_keeps_what_the_image_fit_aims_at_only_where_networks_serve_views() -> None:
+    today = {**record(), "image_size": 32}
+    preset = json.loads(json.dumps(asdict(quality.distill_config("boost", "cpu", 32, budget=100)), default=str))
+
+    def key(**settings: object) -> str:
+        return quality.run_key(today, run("boost", settings={**preset, "image_fit_steps": 300, **settings}))
+
+    assert key(image_fit_targets="exact") != key(image_fit_targets="stored")
+    for same in ({"approx": False}, {"views": ["identity"]}, {"image_fit_steps": 0}):
+        assert key(image_fit_targets="exact", **same) == key(image_fit_targets="stored", **same), same
+    legacy_fit = record(boost_set=["image_fit_steps=300"])  # measured before the fit could aim at stored targets
+    assert quality.run_key(legacy_fit, run("boost")) == key(image_fit_targets="exact")
+
+
 def test_reuse_skips_rows_whose_settings_no_longer_exist(tmp_path: Path) -> None:
     rec = {**record(krr_set=["no_such_setting=1"]), "runs": [run("krr_st", accuracy=41.0), run("random", accuracy=40.0)]}
     path = tmp_path / "r.json"

@@ -283,3 +283,29 @@ def test_image_fit_steps(tiny_data, tiny_teacher) -> None:  # type: ignore[no-un
     for method, extra in (("krr_st", {}), ("boost", {"bases": False})):
         with pytest.raises(ConfigError, match="image_fit_steps .* needs bases"):
             tiny_distill_config(method, image_fit_steps=5, **extra)
+
+
+def test_image_fit_targets_stored_aims_at_what_the_set_delivers(tiny_data, tiny_teacher) -> None:  # type: ignore[no-untyped-def]
+    """image_fit_targets=stored: the networks are fitted first and the fit's error is that of the delivered pairs.
+
+    With ``exact`` the fit aims at the real images' view targets, which the networks fitted afterwards
+    replace: the delivered pairs are then not those the fit measured.
+    """
+    from ssdd_cli import augment
+
+    kw = dict(num_steps=0, lr=1e-2, image_fit_steps=30, approx_steps=50)
+    gaps, sets = {}, {}
+    for mode in ("exact", "stored"):
+        sets[mode] = res = distill(tiny_data, tiny_teacher, tiny_distill_config("boost", image_fit_targets=mode, **kw),
+                                   device=CPU)
+        with torch.no_grad():
+            xs, ys = res.synthetic.support()
+            own = tiny_teacher.represent(augment.denormalize(xs, tiny_data.mean, tiny_data.std))
+            gaps[mode] = float((own - ys).norm() / ys.norm())
+        assert set(res.meta.fit["approx"]) == set(res.synthetic.views[1:])  # reported either way
+        assert len(res.synthetic.approx) == len(res.synthetic.views) - 1
+    assert sets["stored"].meta.fit["init"]["image_fit_error_after"] == pytest.approx(gaps["stored"], rel=1e-3)
+    assert sets["exact"].meta.fit["init"]["image_fit_error_after"] != pytest.approx(gaps["exact"], rel=1e-2)
+    assert sets["stored"].meta.storage == sets["exact"].meta.storage
+    with pytest.raises(ConfigError, match="image_fit_targets must be exact or stored"):
+        tiny_distill_config("boost", image_fit_targets="approx")

@@ -65,6 +65,11 @@ class Boost(DistillMethod):
                                   chosen.to(ctx.device), ctx.teacher, ctx.plan.size, ctx.config, ctx.dataset.mean,
                                   ctx.dataset.std, gen)
         if ctx.config.image_fit_steps:
+            if ctx.config.image_fit_targets == "stored" and self._networks(synth, ctx.config):
+                # Aim the fit at the targets the set will deliver: the networks' predictions, fitted now
+                # (the view targets do not move during the image fit) and kept as the set's from here on.
+                synth, fitted = self._fit_networks(synth.cpu(), ctx.config)
+                stats["approx"] = fitted  # reported as the networks fitted after the loop are
             synth.to(ctx.device)
             stats.update(fit_images_to_targets(synth, ctx.teacher, ctx.config, stream(ctx.config.seed, "image-fit", "cpu"),
                                                ctx.reporter))
@@ -72,25 +77,27 @@ class Boost(DistillMethod):
 
     @staticmethod
     def _networks(synth: SyntheticSet, config: DistillConfig) -> bool:
-        return config.approx and len(synth.views) > 1
+        """Whether the set's non-identity views are to be served by networks not fitted yet."""
+        return config.approx and len(synth.views) > 1 and not len(synth.approx)
+
+    @staticmethod
+    def _fit_networks(synth: SyntheticSet, config: DistillConfig) -> tuple[SyntheticSet, dict[str, dict[str, float]]]:
+        from .approx import fit_approx_networks
+
+        return fit_approx_networks(synth, config.approx_hidden, config.approx_steps, config.approx_lr, config.seed)
 
     def before_loop(self, synth: SyntheticSet, config: DistillConfig) -> tuple[SyntheticSet, dict[str, float]]:
         """``joint``: fit the networks to the initial view coefficients; they are then trained in the loop."""
         if not (self._networks(synth, config) and config.approx_mode == "joint"):
             return synth, {}
-        from .approx import fit_approx_networks
-
-        synth, fitted = fit_approx_networks(synth.cpu(), config.approx_hidden, config.approx_steps, config.approx_lr,
-                                            config.seed)
+        synth, fitted = self._fit_networks(synth.cpu(), config)
         return synth, {f"approx_init_{v}": r["relative_error"] for v, r in fitted.items()}
 
     def finalise(self, synth: SyntheticSet, config: DistillConfig) -> tuple[SyntheticSet, dict[str, dict[str, float]]]:
         """``after``: replace each view's coefficients by an approximation network fitted to them."""
         if not (self._networks(synth, config) and config.approx_mode == "after"):
             return synth, {}
-        from .approx import fit_approx_networks
-
-        return fit_approx_networks(synth, config.approx_hidden, config.approx_steps, config.approx_lr, config.seed)
+        return self._fit_networks(synth, config)
 
 
 METHOD = Boost()

@@ -208,6 +208,7 @@ def distill(
         drift = {"images": float((xs1 - xs0).norm() / xs0.norm().clamp_min(1e-12)),
                  "targets": float((ys1 - ys0).norm() / ys0.norm().clamp_min(1e-12))}
     synth, approx_fit = method.finalise(synth.cpu(), config)
+    approx_fit = {**init_stats.pop("approx", {}), **approx_fit}  # networks fitted at initialisation, or now
     tensors = synth.stored_tensors()
     final = storage_report({k: tuple(v.shape) for k, v in tensors.items()}, image_shape=(dataset.num_channels, dataset.image_size, dataset.image_size),
                            label=method.name, num_images=synth.num_images, images_only=method.pixel_storage)
