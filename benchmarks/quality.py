@@ -40,6 +40,7 @@ from ssdd_cli import __version__, api
 from ssdd_cli.config import DistillConfig, distill_config, eval_config, parse_assignments
 from ssdd_cli.device import bf16_is_fast
 from ssdd_cli.errors import ConfigError
+from ssdd_cli.teacher.model import Teacher
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -102,6 +103,13 @@ def settings_of(record: dict, run: dict) -> dict:
                          **{**legacy, **parse_assignments(params["krr_set" if method == "krr_st" else "boost_set"]),
                             **run.get("set", {})})
     return json.loads(json.dumps(asdict(cfg), default=str))
+
+
+def pair_error(teacher: Teacher, xs: torch.Tensor, ys: torch.Tensor) -> float:
+    """The teacher's relative error on a set's pairs as delivered (0 = every target is the teacher's own output)."""
+    with torch.no_grad():
+        own = torch.cat([teacher.represent_normalized(x) for x in xs.split(1024)])
+    return round(float((own - ys).norm() / ys.norm().clamp_min(1e-12)), 4)
 
 
 def reusable_runs(paths: list[str], fingerprint: str) -> dict[str, dict]:
@@ -344,7 +352,7 @@ def main() -> None:
                 fit = res.meta.fit
                 if method != "random":
                     info.update(steps=fit["steps_done"], distill_seconds=round(res.seconds, 1), approx=fit.get("approx", {}),
-                                drift=fit.get("drift"))
+                                drift=fit.get("drift"), init=fit.get("init", {}), pair_error=pair_error(teacher, xs, ys))
                 if fit["steps_done"]:
                     info.update(first_loss=fit["first_loss"], final_loss=fit["final_loss"])
                 info.update(storage=res.meta.storage["cost"], counts=res.meta.counts, pairs=int(xs.shape[0]))

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import torch
 
 _spec = importlib.util.spec_from_file_location("quality", Path(__file__).parents[1] / "benchmarks" / "quality.py")
 quality = importlib.util.module_from_spec(_spec)
@@ -167,3 +168,15 @@ def test_coding_benchmark_runs_and_more_rank_codes_better(tmp_path: Path) -> Non
     for side, pairs in by_side.items():
         errs = [e for _, e in sorted(pairs)]
         assert errs == sorted(errs, reverse=True), (side, pairs)  # a larger rank never codes worse
+
+
+def test_pair_error_is_the_teachers_relative_error_on_the_pairs(tiny_data, tiny_teacher) -> None:  # type: ignore[no-untyped-def]
+    from ssdd_cli import augment
+
+    xs = augment.normalize(augment.to_float(tiny_data.train_images[:40]), tiny_data.mean, tiny_data.std)
+    with torch.no_grad():
+        own = tiny_teacher.represent_normalized(xs).double()
+    assert quality.pair_error(tiny_teacher, xs, own.float()) == 0.0
+    ys = own + 0.5 * torch.randn(own.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    want = float((own - ys).norm() / ys.norm())
+    assert quality.pair_error(tiny_teacher, xs, ys.float()) == pytest.approx(want, abs=1e-4)
