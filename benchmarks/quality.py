@@ -41,6 +41,7 @@ from ssdd_cli.config import DistillConfig, distill_config, eval_config, parse_as
 from ssdd_cli.device import bf16_is_fast
 from ssdd_cli.errors import ConfigError
 from ssdd_cli.teacher.model import Teacher
+from ssdd_cli.views import DEFAULT_VIEWS
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -77,18 +78,20 @@ def run_key(record: dict, run: dict) -> str:
         settings = key["settings"]
         if not (settings["image_fit_steps"] and settings["approx"] and len(settings["views"]) > 1):
             settings.pop("image_fit_targets")  # what the fit aims at matters only where networks serve views
-    key.update(teacher=record["teacher"]["sha256"], method=method, seed=run["seed"], budget=run["budget"],
-               set=run.get("set", {}))
+    key.update(teacher=record["teacher"]["sha256"], method=method, seed=run["seed"], budget=run["budget"])
+    if method not in SETTINGS_KEYED:  # a distilled row's overrides are in its settings already
+        key["set"] = run.get("set", {})
     return json.dumps(key, sort_keys=True, default=str)
 
 
 SETTINGS_KEYED = ("krr_st", "boost")
 SETTING_DEFAULTS = {f.name: f.default for f in fields(DistillConfig)}
 # Rows of records written before each run stored its resolved settings were measured with today's cpu
-# preset except for these values (the preset's Boost fits the image coding since December 2026, and aims
-# the fit at the targets the set stores since a few days later).
-LEGACY_PRESET: dict[str, dict[str, object]] = {"boost": {"image_fit_steps": 0, "image_fit_targets": "exact"},
-                                               "krr_st": {}}
+# preset except for these values: they predate the preset's image fit and its identity-only Boost (both
+# December 2026), so they ran the three rotations with networks and a fit, where asked for, at the exact targets.
+LEGACY_PRESET: dict[str, dict[str, object]] = {
+    "boost": {"image_fit_steps": 0, "image_fit_targets": "exact", "views": DEFAULT_VIEWS, "approx": True},
+    "krr_st": {}}
 
 
 def settings_of(record: dict, run: dict) -> dict:
@@ -143,7 +146,8 @@ def plan_rows(args: argparse.Namespace) -> list[dict]:
         return [{"row": "krr_st", "method": "krr_st", "budget": args.budget},
                 {"row": "+bases", "method": "boost", "budget": args.budget,
                  "set": {"views": "identity", "approx": "false"}},
-                {"row": "+views+approx", "method": "boost", "budget": args.budget}]
+                {"row": "+views+approx", "method": "boost", "budget": args.budget,
+                 "set": {"views": ",".join(DEFAULT_VIEWS), "approx": "true"}}]
     budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else [args.budget]
     methods = args.methods.split(",")
     return [{"row": f"{m}@{n}" if args.budgets else m, "method": m, "budget": n} for n in budgets for m in methods]

@@ -33,7 +33,9 @@ def test_run_key_depends_only_on_what_decides_the_row() -> None:
     assert quality.run_key(a, run("krr_st")) != quality.run_key(b, run("krr_st"))
     assert quality.run_key(a, run("boost")) != quality.run_key(a, run("boost", seed=1))
     assert quality.run_key(a, run("boost")) != quality.run_key(a, run("boost", budget=25))
-    assert quality.run_key(a, run("boost")) != quality.run_key(a, run("boost", set={"views": "identity"}))
+    assert quality.run_key(a, run("boost")) != quality.run_key(a, run("boost", set={"views": "identity,rot90"}))
+    assert quality.run_key(a, run("boost", set={"approx": "true"})) == \
+        quality.run_key(record(boost_set=["approx=true"]), run("boost"))  # a row's override or the record's: one row
     other_teacher = {**a, "teacher": {"sha256": "u" * 64}}
     assert quality.run_key(a, run("random")) != quality.run_key(other_teacher, run("random"))
     # A record written before a parameter existed was measured with its default.
@@ -45,14 +47,16 @@ def test_run_key_depends_only_on_what_decides_the_row() -> None:
 def test_run_key_compares_resolved_settings_not_the_preset_name() -> None:
     """A row is keyed by what it ran with: an override equal to today's preset value is today's preset."""
     boost = quality.distill_config("boost", "cpu", 32, budget=100)
-    legacy_preset, legacy_fit = record(), record(boost_set=[f"image_fit_steps={boost.image_fit_steps}"])
+    legacy_preset = record()
+    legacy_fit = record(boost_set=[f"image_fit_steps={boost.image_fit_steps}", "views=identity", "approx=false"])
     today = {**record(), "image_size": 32}
     planned = run("boost", settings=json.loads(json.dumps(asdict(boost), default=str)))
-    assert boost.image_fit_steps > 0  # the preset fits the image coding
+    assert boost.image_fit_steps > 0 and boost.views == ("identity",)  # the preset fits the image coding
     assert quality.run_key(legacy_fit, run("boost")) == quality.run_key(today, run("boost"))
     assert quality.run_key(legacy_fit, run("boost")) == quality.run_key(today, planned)
     assert quality.run_key(legacy_preset, run("boost")) != quality.run_key(today, planned)  # an earlier preset
-    stored = {k: v for k, v in planned["settings"].items() if k != "image_fit_steps"}  # a setting added later
+    stored = {**{k: v for k, v in planned["settings"].items() if k != "image_fit_steps"},  # a setting added later
+              "views": ["identity", "rot90", "rot180", "rot270"], "approx": True}
     assert quality.run_key(today, run("boost", settings={**stored, "seed": 9})) == \
         quality.run_key(legacy_preset, run("boost"))  # missing settings take their default; the seed is the run's
 
@@ -62,12 +66,13 @@ def test_run_key_keeps_what_the_image_fit_aims_at_only_where_networks_serve_view
     preset = json.loads(json.dumps(asdict(quality.distill_config("boost", "cpu", 32, budget=100)), default=str))
 
     def key(**settings: object) -> str:
-        return quality.run_key(today, run("boost", settings={**preset, "image_fit_steps": 300, **settings}))
+        full = {"views": ["identity", "rot90", "rot180", "rot270"], "approx": True, "image_fit_steps": 300}
+        return quality.run_key(today, run("boost", settings={**preset, **full, **settings}))
 
     assert key(image_fit_targets="exact") != key(image_fit_targets="stored")
     for same in ({"approx": False}, {"views": ["identity"]}, {"image_fit_steps": 0}):
         assert key(image_fit_targets="exact", **same) == key(image_fit_targets="stored", **same), same
-    legacy_fit = record(boost_set=["image_fit_steps=300"])  # measured before the fit could aim at stored targets
+    legacy_fit = record(boost_set=["image_fit_steps=300"])  # the rotations, a fit at the exact targets
     assert quality.run_key(legacy_fit, run("boost")) == key(image_fit_targets="exact")
 
 

@@ -18,6 +18,8 @@ from ssdd_cli.expand import expand_pairs
 
 TINY_TEACHER = ["--preset", "cpu", "--arch", "convnet2_xs", "--steps", "2", "--batch-size", "16", "--no-probe",
                 "--image-size", "16", "--device", "cpu"]
+# The cpu preset serves the identity view only; the bundle tests cover the rotated views and their networks.
+PAPER_VIEWS = ["--set", "views=identity,rot90,rot180,rot270", "--set", "approx=true"]
 TINY_DISTILL = ["--preset", "cpu", "--steps", "2", "--budget", "10", "--set", "pool_arch=convnet2_xs", "--set", "pool_size=2",
                 "--set", "pool_online_steps=2", "--batch-size", "16", "--image-size", "16", "--device", "cpu"]
 
@@ -34,7 +36,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ok(res)
         assert res.stdout.strip() == "t.safetensors"
         res = invoke("distill", "shapes", "--teacher", "t.safetensors", *TINY_DISTILL, "--set", "image_fit_steps=5",
-                     "-o", "b.safetensors")
+                     *PAPER_VIEWS, "-o", "b.safetensors")
         ok(res)
         assert "wrote b.safetensors" in res.stdout and "support moved" in " ".join(res.stdout.split())
         assert "storage" in res.stderr  # the planned storage table goes to stderr
