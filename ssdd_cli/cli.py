@@ -245,7 +245,7 @@ def distill(
     minutes: Annotated[Optional[float], typer.Option("--minutes", metavar="MIN", help="Stop the outer loop after this many minutes.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", metavar="LR", help="Outer AdamW learning rate.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", metavar="N", help="Real images per outer step.")] = None,
-    views: Annotated[Optional[str], typer.Option("--views", metavar="VIEWS", help="Predefined views, e.g. identity,rot90,rot180,rot270 or identity,hflip.")] = None,
+    views: Annotated[Optional[str], typer.Option("--views", metavar="VIEWS", help="Predefined views, e.g. identity,rot90,rot180,rot270 (the default) or identity,hflip; --preset cpu serves identity only, so add --set approx=true for the views' networks.")] = None,
     no_bases: Annotated[bool, typer.Option("--no-bases", help="Ablation: store pixels instead of bases.")] = False,
     no_aug: Annotated[bool, typer.Option("--no-aug", help="Ablation: identity view only.")] = False,
     no_approx: Annotated[bool, typer.Option("--no-approx", help="Ablation: store every view's targets (charged to the budget).")] = False,
