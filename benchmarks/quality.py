@@ -92,6 +92,9 @@ SETTING_DEFAULTS = {f.name: f.default for f in fields(DistillConfig)}
 LEGACY_PRESET: dict[str, dict[str, object]] = {
     "boost": {"image_fit_steps": 0, "image_fit_targets": "exact", "views": DEFAULT_VIEWS, "approx": True},
     "krr_st": {}}
+# ... except where the preset changed within that time: KRR-ST's outer lr and pool width changed twice before
+# records stored settings, so such a row is only keyed when its record names both.
+LEGACY_NAMED: dict[str, tuple[str, ...]] = {"boost": (), "krr_st": ("lr", "pool_arch")}
 
 
 def settings_of(record: dict, run: dict) -> dict:
@@ -101,10 +104,12 @@ def settings_of(record: dict, run: dict) -> dict:
     steps = params["krr_steps"] if method == "krr_st" else params["boost_steps"]
     amp = {"auto": None, "fp32": False, "bf16": True}[params["precision"]]
     legacy = {} if "image_size" in record else LEGACY_PRESET[method]
+    given = {**parse_assignments(params["krr_set" if method == "krr_st" else "boost_set"]), **run.get("set", {})}
+    unnamed = [k for k in LEGACY_NAMED[method] if k not in given] if "image_size" not in record else []
+    if unnamed:
+        raise ConfigError(f"a {method} row of an earlier preset that does not name {', '.join(unnamed)}")
     cfg = distill_config(method, "cpu", record.get("image_size", 32), budget=run["budget"], num_steps=steps, amp=amp,
-                         teacher_cache=params["teacher_cache"] if steps else None,
-                         **{**legacy, **parse_assignments(params["krr_set" if method == "krr_st" else "boost_set"]),
-                            **run.get("set", {})})
+                         teacher_cache=params["teacher_cache"] if steps else None, **{**legacy, **given})
     return json.loads(json.dumps(asdict(cfg), default=str))
 
 

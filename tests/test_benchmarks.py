@@ -22,12 +22,16 @@ def record(**params) -> dict:  # type: ignore[no-untyped-def]
     return {"teacher": {"sha256": "t" * 64}, "params": {**base, **params}, "data_fingerprint": "d" * 64}
 
 
+KRR_NAMED = ["lr=1e-2", "pool_arch=convnet3_m"]  # what a KRR-ST row of a record without settings must name
+
+
 def run(method: str, seed: int = 0, budget: int = 100, **extra) -> dict:  # type: ignore[no-untyped-def]
     return {"method": method, "seed": seed, "budget": budget, "row": method, **extra}
 
 
 def test_run_key_depends_only_on_what_decides_the_row() -> None:
-    a, b = record(), record(boost_steps=500, krr_set=["lr=0.03"], seeds=7, out="x.json")
+    a = record(krr_set=KRR_NAMED)
+    b = record(boost_steps=500, krr_set=["lr=0.03", "pool_arch=convnet3_m"], seeds=7, out="x.json")
     assert quality.run_key(a, run("random")) == quality.run_key(b, run("random"))  # neither setting touches Random
     assert quality.run_key(a, run("boost")) != quality.run_key(b, run("boost"))
     assert quality.run_key(a, run("krr_st")) != quality.run_key(b, run("krr_st"))
@@ -77,11 +81,23 @@ def test_run_key_keeps_what_the_image_fit_aims_at_only_where_networks_serve_view
 
 
 def test_reuse_skips_rows_whose_settings_no_longer_exist(tmp_path: Path) -> None:
-    rec = {**record(krr_set=["no_such_setting=1"]), "runs": [run("krr_st", accuracy=41.0), run("random", accuracy=40.0)]}
+    rec = {**record(krr_set=["no_such_setting=1", *KRR_NAMED]),
+           "runs": [run("krr_st", accuracy=41.0), run("random", accuracy=40.0)]}
     path = tmp_path / "r.json"
     path.write_text(json.dumps(rec))
     found = quality.reusable_runs([str(path)], "d" * 64)
     assert [r["method"] for r in found.values()] == ["random"]
+
+
+def test_reuse_skips_krr_rows_of_records_that_predate_settings_unless_they_name_lr_and_pool(tmp_path: Path) -> None:
+    """KRR-ST's preset changed twice before records stored settings: such a row cannot pass for today's."""
+    path = tmp_path / "r.json"
+    for krr_set, kept in (([], False), (["lr=1e-2"], False), (KRR_NAMED, True)):
+        path.write_text(json.dumps({**record(krr_set=krr_set), "runs": [run("krr_st", accuracy=41.0)]}))
+        assert bool(quality.reusable_runs([str(path)], "d" * 64)) == kept, krr_set
+    today = {**record(), "image_size": 32, "runs": [run("krr_st", accuracy=41.0)]}  # a record that stores settings
+    path.write_text(json.dumps(today))
+    assert len(quality.reusable_runs([str(path)], "d" * 64)) == 1
 
 
 def test_reuse_skips_records_of_other_training_images(tmp_path: Path) -> None:
