@@ -116,7 +116,8 @@ def settings_of(record: dict, run: dict) -> dict:
 def pair_error(teacher: Teacher, xs: torch.Tensor, ys: torch.Tensor) -> float:
     """The teacher's relative error on a set's pairs as delivered (0 = every target is the teacher's own output)."""
     with torch.no_grad():
-        own = torch.cat([teacher.represent_normalized(x) for x in xs.split(1024)])
+        own = torch.cat([teacher.represent_normalized(x.to(teacher.device)).cpu() for x in xs.split(1024)])
+        ys = ys.cpu()
     return round(float((own - ys).norm() / ys.norm().clamp_min(1e-12)), 4)
 
 

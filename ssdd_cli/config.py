@@ -114,11 +114,11 @@ class DistillConfig:
     image_fit_steps: int = setting(0, "boost: after the initialisation, Adam steps (at lr) fitting the image coding so "
                                       "that the teacher's representation of every decoded (viewed) image matches the "
                                       "target it is paired with; targets unchanged (0 = off, the paper)")
-    image_fit_targets: str = setting("exact", "boost: what the image fit aims at for the non-identity views: exact (the "
-                                     "teacher's representation of that view of the real image) or stored (what the "
-                                     "set delivers: the approximation networks' predictions, the networks then fitted "
-                                     "before the image fit and part of the set from the start, as with "
-                                     "approx_mode=joint)")
+    image_fit_targets: str = setting("exact", "boost, with image_fit_steps and approximation networks: what the fit "
+                                     "aims at for the non-identity views: exact (the view targets set at "
+                                     "initialisation) or stored (what the set delivers: the networks' predictions; "
+                                     "the networks are then fitted before the image fit and are part of the set from "
+                                     "the start, trained by any outer steps as with approx_mode=joint)")
     aug_in_krr: bool = setting(True, "every view enters the KRR support set (else identity only)")
     amp: bool | None = setting(False, "bf16 autocast of the pool ConvNets; none = only where bf16 is fast")
     teacher_cache: int = setting(0, "K fixed crop+flip views of every real image whose teacher representations are "

@@ -307,5 +307,15 @@ def test_image_fit_targets_stored_aims_at_what_the_set_delivers(tiny_data, tiny_
     assert sets["stored"].meta.fit["init"]["image_fit_error_after"] == pytest.approx(gaps["stored"], rel=1e-3)
     assert sets["exact"].meta.fit["init"]["image_fit_error_after"] != pytest.approx(gaps["exact"], rel=1e-2)
     assert sets["stored"].meta.storage == sets["exact"].meta.storage
+    # Frozen means stay frozen through the networks' rebuild; with outer steps the networks' fit is an initial one.
+    frozen = distill(tiny_data, tiny_teacher, tiny_distill_config("boost", image_fit_targets="stored", freeze_means=True,
+                                                                  **kw), device=CPU)
+    pca = distill(tiny_data, tiny_teacher, tiny_distill_config("boost", **{**kw, "image_fit_steps": 0}), device=CPU)
+    torch.testing.assert_close(frozen.synthetic.image_mean, pca.synthetic.image_mean)
+    assert not torch.allclose(sets["stored"].synthetic.image_mean, pca.synthetic.image_mean)  # unfrozen, it moves
+    stepped = distill(tiny_data, tiny_teacher, tiny_distill_config("boost", image_fit_targets="stored",
+                                                                   **{**kw, "num_steps": 2}), device=CPU)
+    assert stepped.meta.fit["approx"] == {}
+    assert {f"approx_init_{v}" for v in stepped.synthetic.views[1:]} <= set(stepped.meta.fit["init"])
     with pytest.raises(ConfigError, match="image_fit_targets must be exact or stored"):
         tiny_distill_config("boost", image_fit_targets="approx")

@@ -71,7 +71,10 @@ class Boost(DistillMethod):
                 # Aim the fit at the targets the set will deliver: the networks' predictions, fitted now
                 # (the view targets do not move during the image fit) and kept as the set's from here on.
                 synth, fitted = self._fit_networks(synth.cpu(), ctx.config)
-                stats["approx"] = fitted  # reported as the networks fitted after the loop are
+                if ctx.config.num_steps:  # the loop trains them on: their fit now is an initial one
+                    stats.update({f"approx_init_{v}": r["relative_error"] for v, r in fitted.items()})
+                else:
+                    stats["approx"] = fitted  # the set's final networks, reported as those fitted after a loop
             synth.to(ctx.device)
             stats.update(fit_images_to_targets(synth, ctx.teacher, ctx.config, stream(ctx.config.seed, "image-fit", "cpu"),
                                                ctx.reporter))
