@@ -103,13 +103,14 @@ def settings_of(record: dict, run: dict) -> dict:
     method = run["method"]
     steps = params["krr_steps"] if method == "krr_st" else params["boost_steps"]
     amp = {"auto": None, "fp32": False, "bf16": True}[params["precision"]]
-    legacy = {} if "image_size" in record else LEGACY_PRESET[method]
+    legacy = "image_size" not in record  # written before rows stored their settings
     given = {**parse_assignments(params["krr_set" if method == "krr_st" else "boost_set"]), **run.get("set", {})}
-    unnamed = [k for k in LEGACY_NAMED[method] if k not in given] if "image_size" not in record else []
+    unnamed = [k for k in LEGACY_NAMED[method] if k not in given] if legacy else []
     if unnamed:
         raise ConfigError(f"a {method} row of an earlier preset that does not name {', '.join(unnamed)}")
     cfg = distill_config(method, "cpu", record.get("image_size", 32), budget=run["budget"], num_steps=steps, amp=amp,
-                         teacher_cache=params["teacher_cache"] if steps else None, **{**legacy, **given})
+                         teacher_cache=params["teacher_cache"] if steps else None,
+                         **{**(LEGACY_PRESET[method] if legacy else {}), **given})
     return json.loads(json.dumps(asdict(cfg), default=str))
 
 

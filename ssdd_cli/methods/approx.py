@@ -42,8 +42,6 @@ def fit_approx_networks(
         for name, t in net.state_dict().items():
             tensors[approx_key(view, name)] = t
     rebuilt = SyntheticSet.from_tensors(tensors, views=list(synth.views), image_size=synth.image_size,
-                                        channels=synth.channels, basis_size=synth.basis_size)
-    for name in ("image_mean", "repr_mean"):  # frozen means (freeze_means) stay frozen
-        if isinstance(getattr(synth, name, None), torch.Tensor) and isinstance(getattr(rebuilt, name, None), torch.Tensor):
-            getattr(rebuilt, name).requires_grad_(getattr(synth, name).requires_grad)
+                                        channels=synth.channels, basis_size=synth.basis_size,
+                                        freeze_means=synth.freeze_means)
     return rebuilt, report

@@ -72,7 +72,7 @@ class Boost(DistillMethod):
                 # (the view targets do not move during the image fit) and kept as the set's from here on.
                 synth, fitted = self._fit_networks(synth.cpu(), ctx.config)
                 if ctx.config.num_steps:  # the loop trains them on: their fit now is an initial one
-                    stats.update({f"approx_init_{v}": r["relative_error"] for v, r in fitted.items()})
+                    stats.update(_initial_fit(fitted))
                 else:
                     stats["approx"] = fitted  # the set's final networks, reported as those fitted after a loop
             synth.to(ctx.device)
@@ -96,13 +96,18 @@ class Boost(DistillMethod):
         if not (self._networks(synth, config) and config.approx_mode == "joint"):
             return synth, {}
         synth, fitted = self._fit_networks(synth.cpu(), config)
-        return synth, {f"approx_init_{v}": r["relative_error"] for v, r in fitted.items()}
+        return synth, _initial_fit(fitted)
 
     def finalise(self, synth: SyntheticSet, config: DistillConfig) -> tuple[SyntheticSet, dict[str, dict[str, float]]]:
         """``after``: replace each view's coefficients by an approximation network fitted to them."""
         if not (self._networks(synth, config) and config.approx_mode == "after"):
             return synth, {}
         return self._fit_networks(synth, config)
+
+
+def _initial_fit(fitted: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Networks fitted before an outer loop that trains them on, as initialisation diagnostics."""
+    return {f"approx_init_{view}": fit["relative_error"] for view, fit in fitted.items()}
 
 
 METHOD = Boost()

@@ -111,6 +111,7 @@ class SyntheticSet(nn.Module):
         self.views = tuple(views)
         self.image_size, self.channels = image_size, channels
         self.basis_size = basis_size or image_size
+        self.freeze_means = freeze_means
         if (images is None) == (image_basis is None):
             raise ValueError("give exactly one of images / image_basis")
         if (targets is None) == (repr_basis is None):
@@ -300,7 +301,7 @@ class SyntheticSet(nn.Module):
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], *, views: list[str], image_size: int, channels: int,
-                     basis_size: int | None = None) -> "SyntheticSet":
+                     basis_size: int | None = None, freeze_means: bool = False) -> "SyntheticSet":
         """Rebuild a set from bundle tensors (inverse of :meth:`stored_tensors`)."""
         approx: dict[str, ApproxNet] = {}
         stored: dict[str, torch.Tensor] = {}
@@ -317,4 +318,4 @@ class SyntheticSet(nn.Module):
         return cls(views=tuple(views), image_size=image_size, channels=channels,
                    images=tensors.get(IMAGES) if ib is None else None, image_basis=ib,
                    targets=tensors.get(TARGETS) if rb is None else None, repr_basis=rb,
-                   view_coeffs=stored, approx=approx, basis_size=basis_size)
+                   view_coeffs=stored, approx=approx, basis_size=basis_size, freeze_means=freeze_means)
