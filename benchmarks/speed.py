@@ -77,7 +77,7 @@ def main() -> None:
                     help="pool re-initialisation period during timing (the cpu preset uses 100; warm-up cost only)")
     ap.add_argument("--pool-arch", default="convnet3_s",
                     help="pool ConvNet of both methods (convnet3_s: every recorded figure; the cpu preset's KRR-ST "
-                         "now uses convnet3_m, Boost runs no outer steps)")
+                         "now uses convnet3, Boost runs no outer steps)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", choices=["auto", "both", "fp32"], default="auto",
                     help="auto: fp32, plus bf16 where the hardware runs it fast; both: always time bf16 too")
